@@ -1,0 +1,2 @@
+//! akv-webhook: the admission side of akv-injector.
+#![forbid(unsafe_code)]
