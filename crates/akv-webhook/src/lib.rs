@@ -1,2 +1,3 @@
 //! akv-webhook: the admission side of akv-injector.
 #![forbid(unsafe_code)]
+pub mod admission;
