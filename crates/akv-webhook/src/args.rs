@@ -1,0 +1,142 @@
+//! Command-line flags of `akv-webhook`; each is also read from `AKV_WEBHOOK_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// The default `--env-image`: the image of this very release.
+pub const DEFAULT_ENV_IMAGE: &str = concat!("akv-injector:", env!("CARGO_PKG_VERSION"));
+
+/// Mutating admission webhook that injects Azure Key Vault references into pods.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "akv-webhook", version, about, long_about = None)]
+pub struct Args {
+    /// Address of the HTTPS listener (POST /mutate, GET /healthz, GET /readyz).
+    #[arg(long, env = "AKV_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain to serve (leaf first); reloaded when it changes, Kubernetes
+    /// Secret volume updates included. Needs --tls-key. Without both, a self-signed
+    /// certificate for localhost and 127.0.0.1 is made at start (for local use only).
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_TLS_CERT",
+        value_name = "PEM_FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reloaded with it.
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_TLS_KEY",
+        value_name = "PEM_FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Image of the init container that installs akv-env into injected pods.
+    #[arg(long, env = "AKV_WEBHOOK_ENV_IMAGE", default_value = DEFAULT_ENV_IMAGE)]
+    pub env_image: String,
+
+    /// Address of the plain-HTTP metrics listener (GET /metrics, /healthz, /readyz).
+    #[arg(long, env = "AKV_WEBHOOK_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Log format. The level comes from RUST_LOG (default: info).
+    #[arg(long, env = "AKV_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// A vault host that akv-env may talk to besides the Key Vault DNS suffixes:
+    /// kv.example.com, or .example.com for every host under it. Repeatable; the
+    /// environment variable takes a comma-separated list.
+    #[arg(
+        long = "allow-vault-host",
+        env = "AKV_WEBHOOK_ALLOW_VAULT_HOST",
+        value_name = "HOST",
+        value_delimiter = ',',
+        value_parser = parse_vault_host
+    )]
+    pub allow_vault_host: Vec<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Refuses a bad `--allow-vault-host` entry while parsing, so the error names the flag.
+fn parse_vault_host(value: &str) -> Result<String, akv_core::VaultError> {
+    akv_core::HostPolicy::new([value])?;
+    Ok(value.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(["akv-webhook"]).expect("parses");
+        assert_eq!(args.listen, "0.0.0.0:8443".parse().expect("addr"));
+        assert_eq!(args.metrics_listen, "0.0.0.0:9090".parse().expect("addr"));
+        assert_eq!(args.tls_cert, None);
+        assert_eq!(args.tls_key, None);
+        assert_eq!(args.env_image, format!("akv-injector:{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert!(args.allow_vault_host.is_empty());
+    }
+
+    #[test]
+    fn flags() {
+        let args = Args::try_parse_from([
+            "akv-webhook",
+            "--listen=127.0.0.1:1",
+            "--metrics-listen=127.0.0.1:2",
+            "--tls-cert=/c",
+            "--tls-key=/k",
+            "--env-image=reg.example/akv:1",
+            "--log-format=json",
+            "--allow-vault-host=kv.example.com",
+            "--allow-vault-host",
+            ".corp.internal,other.example",
+        ])
+        .expect("parses");
+        assert_eq!(args.tls_cert, Some(PathBuf::from("/c")));
+        assert_eq!(args.tls_key, Some(PathBuf::from("/k")));
+        assert_eq!(args.env_image, "reg.example/akv:1");
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(
+            args.allow_vault_host,
+            ["kv.example.com", ".corp.internal", "other.example"]
+        );
+    }
+
+    #[test]
+    fn cert_and_key_go_together() {
+        for flag in ["--tls-cert=/c", "--tls-key=/k"] {
+            let err = Args::try_parse_from(["akv-webhook", flag]).expect_err(flag);
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+    }
+
+    #[test]
+    fn bad_vault_host_is_refused() {
+        let err = Args::try_parse_from(["akv-webhook", "--allow-vault-host=https://x:1"])
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("--allow-vault-host"), "{text}");
+        assert!(text.contains("not an allowed vault host"), "{text}");
+    }
+}

@@ -1,0 +1,35 @@
+//! Why a pod is refused. Each message names what is wrong, where, and what to do.
+
+use akv_core::{ReferenceError, VaultError};
+use thiserror::Error;
+
+use super::annotations::AnnotationError;
+
+/// A reason to refuse a pod, shown to the user by `kubectl`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Denial {
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+    #[error("{place}: {source}")]
+    BadReference { place: String, source: ReferenceError },
+    #[error("{place}: '{reference}' names no vault and the pod has no akv-injector.io/vault annotation: write akv://VAULT/NAME or add the annotation")]
+    NoVault { place: String, reference: String },
+    #[error("{place}: {source}")]
+    VaultNotAllowed { place: String, source: VaultError },
+    #[error("annotation akv-injector.io/vault: {0}")]
+    DefaultVaultNotAllowed(VaultError),
+    #[error("annotation akv-injector.io/containers names '{name}', which is not a container of this pod (it has: {available})")]
+    UnknownContainer { name: String, available: String },
+    #[error("container '{container}' sets {var} itself; AKV_INJECTOR_* variables are set by the webhook from the pod's akv-injector.io/* annotations: remove it and use the annotations")]
+    ReservedEnv { container: String, var: String },
+    #[error("the pod already has {what}, which akv-injector needs for itself: rename it")]
+    NameTaken { what: String },
+    #[error("container '{container}' has no command, and the entrypoint of image '{image}' could not be read from its registry: {reason}. Set `command` in the container spec to avoid the registry lookup")]
+    NoEntrypoint {
+        container: String,
+        image: String,
+        reason: String,
+    },
+    #[error("container '{container}' has no command, and image '{image}' has neither ENTRYPOINT nor CMD: set `command` in the container spec")]
+    EmptyImageArgv { container: String, image: String },
+}

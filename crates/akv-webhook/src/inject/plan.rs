@@ -1,0 +1,315 @@
+//! Deciding what to inject: which containers, which references, what must be looked up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use akv_core::{HostPolicy, Reference, Template, VaultUrl};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+
+use super::annotations::PodConfig;
+use super::denial::Denial;
+use super::{INSTALL_CONTAINER, MOUNT_PATH, VOLUME_NAME, WORKLOAD_IDENTITY_LABEL};
+
+/// Init or app container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerKind {
+    Init,
+    App,
+}
+
+/// Where a container sits in the pod spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerId {
+    pub kind: ContainerKind,
+    pub index: usize,
+    pub name: String,
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ContainerKind::Init => write!(f, "init container '{}'", self.name),
+            ContainerKind::App => write!(f, "container '{}'", self.name),
+        }
+    }
+}
+
+/// How a target container's original argv is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgvSource {
+    /// The spec has `command`: the argv is `command + args`.
+    Explicit(Vec<String>),
+    /// No `command`: the image's ENTRYPOINT/CMD decide, with the spec's `args`.
+    Image { image: String, args: Vec<String> },
+}
+
+/// One container to inject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: ContainerId,
+    pub argv: ArgvSource,
+    /// Whether the `env.*` annotations are added to this container.
+    pub gets_annotated_env: bool,
+}
+
+/// What to do to a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub config: PodConfig,
+    pub targets: Vec<Target>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The images whose config must be read before [`super::mutate`], each once.
+    pub fn images_to_look_up(&self) -> BTreeSet<&str> {
+        self.targets
+            .iter()
+            .filter_map(|t| match &t.argv {
+                ArgvSource::Image { image, .. } => Some(image.as_str()),
+                ArgvSource::Explicit(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A container of the pod with the references it holds.
+struct Scanned<'a> {
+    id: ContainerId,
+    container: &'a Container,
+    references: Vec<(String, Reference)>,
+}
+
+/// Reads a pod and decides what to inject. `Ok(None)`: nothing to do, no patch.
+pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let config = PodConfig::parse(annotations)?;
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(None);
+    };
+    let scanned = scan_containers(spec)?;
+    let any_reference = scanned.iter().any(|s| !s.references.is_empty());
+    if !any_reference && !config.has_env() {
+        return Ok(None);
+    }
+
+    let selected = select(&scanned, &config)?;
+    let mut warnings: Vec<String> = config
+        .unknown
+        .iter()
+        .map(|key| format!("annotation {key} is not one akv-injector knows and is ignored; check its spelling"))
+        .collect();
+    for s in &scanned {
+        if !s.references.is_empty() && !selected.iter().any(|(id, _)| id == &s.id) {
+            warnings.push(format!(
+                "{} holds Key Vault references but is not listed in akv-injector.io/containers, so they stay unresolved",
+                s.id
+            ));
+        }
+    }
+    if selected.is_empty() {
+        return Ok(Some(Plan {
+            config,
+            targets: Vec::new(),
+            warnings,
+        }));
+    }
+
+    if let Some(vault) = &config.vault {
+        policy.check(vault).map_err(Denial::DefaultVaultNotAllowed)?;
+    }
+    check_names_free(spec)?;
+    let mut targets = Vec::new();
+    for (id, listed) in selected {
+        let Some(s) = scanned.iter().find(|s| s.id == id) else {
+            continue;
+        };
+        for (place, reference) in &s.references {
+            check_vault(&format!("{id}, {place}"), reference, &config, policy)?;
+        }
+        check_container_free(&id, s.container)?;
+        let gets_annotated_env = id.kind == ContainerKind::App || listed;
+        if gets_annotated_env {
+            for env in &config.env {
+                let defined = s.container.env.iter().flatten().any(|e| e.name == env.name);
+                if defined {
+                    warnings.push(format!(
+                        "{id} already sets {}; annotation akv-injector.io/env.{} is not applied to it",
+                        env.name, env.name
+                    ));
+                }
+            }
+        }
+        targets.push(Target {
+            argv: argv_source(s.container),
+            id,
+            gets_annotated_env,
+        });
+    }
+    for env in &config.env {
+        let place = format!("annotation akv-injector.io/env.{}", env.name);
+        for reference in env.template.references() {
+            check_vault(&place, reference, &config, policy)?;
+        }
+    }
+    let labels = pod.metadata.labels.as_ref();
+    let identity = labels.and_then(|l| l.get(WORKLOAD_IDENTITY_LABEL));
+    if identity.map(String::as_str) != Some("true") {
+        warnings.push(format!(
+            "pod has no label {WORKLOAD_IDENTITY_LABEL}: \"true\", so Azure Workload Identity gives it no token and akv-env will fail at start"
+        ));
+    }
+    Ok(Some(Plan {
+        config,
+        targets,
+        warnings,
+    }))
+}
+
+/// Every init and app container, with the references in its env values, command and args.
+/// A value that starts with `akv:` or holds `${akv:` and does not parse is a denial.
+fn scan_containers(spec: &PodSpec) -> Result<Vec<Scanned<'_>>, Denial> {
+    let init = spec.init_containers.iter().flatten().map(|c| (ContainerKind::Init, c));
+    let app = spec.containers.iter().map(|c| (ContainerKind::App, c));
+    let mut counters = [0usize; 2];
+    let mut out = Vec::new();
+    for (kind, container) in init.chain(app) {
+        let index = &mut counters[kind as usize];
+        let id = ContainerId {
+            kind,
+            index: *index,
+            name: container.name.clone(),
+        };
+        *index += 1;
+        let mut references = Vec::new();
+        let env = container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value.as_deref().map(|v| (format!("env {}", e.name), v)));
+        let command = container
+            .command
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, v)| (format!("command[{i}]"), v.as_str()));
+        let args = container
+            .args
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, v)| (format!("args[{i}]"), v.as_str()));
+        for (place, value) in env.chain(command).chain(args) {
+            let template = Template::scan(value).map_err(|source| Denial::BadReference {
+                place: format!("{id}, {place}"),
+                source,
+            })?;
+            if let Some(template) = template {
+                references.extend(template.references().map(|r| (place.clone(), r.clone())));
+            }
+        }
+        out.push(Scanned {
+            id,
+            container,
+            references,
+        });
+    }
+    Ok(out)
+}
+
+/// The containers to inject, each with whether the pod listed it by name.
+fn select(scanned: &[Scanned<'_>], config: &PodConfig) -> Result<Vec<(ContainerId, bool)>, Denial> {
+    match &config.containers {
+        Some(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                let found = scanned.iter().find(|s| &s.id.name == name);
+                let Some(s) = found else {
+                    let available: Vec<&str> = scanned.iter().map(|s| s.id.name.as_str()).collect();
+                    return Err(Denial::UnknownContainer {
+                        name: name.clone(),
+                        available: available.join(", "),
+                    });
+                };
+                out.push((s.id.clone(), true));
+            }
+            // Keep the pod's order: init containers first, then app containers.
+            out.sort_by_key(|(id, _)| (id.kind, id.index));
+            Ok(out)
+        }
+        None => Ok(scanned
+            .iter()
+            .filter(|s| !s.references.is_empty() || (s.id.kind == ContainerKind::App && config.has_env()))
+            .map(|s| (s.id.clone(), false))
+            .collect()),
+    }
+}
+
+fn check_vault(place: &str, reference: &Reference, config: &PodConfig, policy: &HostPolicy) -> Result<(), Denial> {
+    let vault = match (reference.vault(), &config.vault) {
+        (Some(named), _) => VaultUrl::from_ref(named),
+        (None, Some(default)) => default.clone(),
+        (None, None) => {
+            return Err(Denial::NoVault {
+                place: place.to_string(),
+                reference: reference.to_string(),
+            })
+        }
+    };
+    policy.check(&vault).map_err(|source| Denial::VaultNotAllowed {
+        place: place.to_string(),
+        source,
+    })
+}
+
+fn check_names_free(spec: &PodSpec) -> Result<(), Denial> {
+    if spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME) {
+        return Err(Denial::NameTaken {
+            what: format!("a volume named '{VOLUME_NAME}'"),
+        });
+    }
+    let all = spec.init_containers.iter().flatten().chain(&spec.containers);
+    if all.clone().any(|c| c.name == INSTALL_CONTAINER) {
+        return Err(Denial::NameTaken {
+            what: format!("a container named '{INSTALL_CONTAINER}'"),
+        });
+    }
+    Ok(())
+}
+
+fn check_container_free(id: &ContainerId, container: &Container) -> Result<(), Denial> {
+    if let Some(env) = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name.starts_with(akv_core::settings::ENV_PREFIX))
+    {
+        return Err(Denial::ReservedEnv {
+            container: id.name.clone(),
+            var: env.name.clone(),
+        });
+    }
+    let mounted = container.volume_mounts.iter().flatten().any(|m| {
+        m.mount_path.trim_end_matches('/') == MOUNT_PATH
+    });
+    if mounted {
+        return Err(Denial::NameTaken {
+            what: format!("a volume mount at {MOUNT_PATH} in {id}"),
+        });
+    }
+    Ok(())
+}
+
+fn argv_source(container: &Container) -> ArgvSource {
+    let command = container.command.clone().unwrap_or_default();
+    let args = container.args.clone().unwrap_or_default();
+    if command.is_empty() {
+        ArgvSource::Image {
+            image: container.image.clone().unwrap_or_default(),
+            args,
+        }
+    } else {
+        ArgvSource::Explicit(command.into_iter().chain(args).collect())
+    }
+}

@@ -1,0 +1,643 @@
+//! The admission server: an HTTPS listener (`POST /mutate`, `/healthz`, `/readyz`) and a
+//! plain-HTTP metrics listener (`/metrics`, `/healthz`, `/readyz`), with certificate
+//! reloading and graceful shutdown.
+//!
+//! The HTTP handlers only decode and encode: [`Admission::review`] does the work. Every
+//! HTTP error is an [`ApiError`], turned into a response in one place.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use hyper_util::service::TowerToHyperService;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::admission::{Admission, BadRequest, InjectSettings};
+use crate::args::Args;
+use crate::metrics::{self, Metrics};
+use crate::registry::NoLookup;
+use crate::tls::{self, CertFiles, CertResolver, Reloader, TlsError, TlsSource};
+
+/// Largest accepted AdmissionReview. Kubernetes objects are at most ~1.5 MiB; the review
+/// carries the object (and, for updates, the old one) plus a little more.
+pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("{given} needs {missing}: give both --tls-cert and --tls-key, or neither for a self-signed certificate (local use only)")]
+    TlsPair {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("invalid --allow-vault-host: {0}")]
+    AllowVaultHost(akv_core::VaultError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr} ({what}): {error}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        error: io::Error,
+    },
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A request answered with an HTTP error rather than an AdmissionReview.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    BadReview(#[from] BadRequest),
+    #[error("request body too large: an AdmissionReview may be at most {MAX_REVIEW_BYTES} bytes")]
+    TooLarge,
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error("no Content-Type: POST the AdmissionReview as application/json")]
+    NoContentType,
+    #[error("Content-Type {0:?} is not application/json: POST the AdmissionReview as application/json")]
+    WrongContentType(String),
+    #[error("the request was not answered within {0:?}")]
+    Timeout(Duration),
+    #[error("not found")]
+    NotFound,
+    #[error("cannot encode the metrics: {0}")]
+    Metrics(std::fmt::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadReview(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoContentType | ApiError::WrongContentType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `reason` label of `akv_webhook_bad_requests_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadReview(_) => "invalid_review",
+            ApiError::TooLarge => "too_large",
+            ApiError::Body(_) => "unreadable_body",
+            ApiError::NoContentType | ApiError::WrongContentType(_) => "unsupported_media_type",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::NotFound => "not_found",
+            ApiError::Metrics(_) => "metrics",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
+        (self.status(), headers, self.to_string()).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::Body(rejection.body_text())
+        }
+    }
+}
+
+/// What the HTTPS handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub admission: Arc<Admission>,
+    pub metrics: Arc<Metrics>,
+    /// Longest time one request may take, body reading included.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(admission: Arc<Admission>, metrics: Arc<Metrics>) -> Self {
+        AppState {
+            admission,
+            metrics,
+            request_timeout: Tuning::default().request_timeout,
+        }
+    }
+
+    /// Counts, logs and answers an error.
+    fn fail(&self, error: ApiError) -> Response {
+        self.metrics.bad_request(error.reason());
+        warn!(status = error.status().as_u16(), %error, "request refused");
+        error.into_response()
+    }
+}
+
+/// The HTTPS side: `POST /mutate`, `GET /healthz`, `GET /readyz`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/mutate",
+            post(mutate).layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES)),
+        )
+        .route("/healthz", get(ok))
+        .route("/readyz", get(ok))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .with_state(state)
+}
+
+/// The metrics side (plain HTTP): `GET /metrics`, `GET /healthz`, `GET /readyz`.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(ok))
+        .route("/readyz", get(ok))
+        .fallback(not_found)
+        .with_state(metrics)
+}
+
+async fn ok() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.encode() {
+        Ok(text) => ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => ApiError::Metrics(e).into_response(),
+    }
+}
+
+async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => state.fail(ApiError::Timeout(state.request_timeout)),
+    }
+}
+
+async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    match review(&state, request).await {
+        Ok(response) => response,
+        Err(error) => state.fail(error),
+    }
+}
+
+async fn review(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    check_content_type(request.headers())?;
+    let body = Bytes::from_request(request, &()).await?;
+    let started = Instant::now();
+    let reviewed = state.admission.review(&body).await?;
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe_review(reviewed.outcome, elapsed, reviewed.patch_bytes);
+    // Never log the body: a pod's env can hold values.
+    info!(
+        outcome = reviewed.outcome.as_str(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        patch_bytes = reviewed.patch_bytes,
+        "review"
+    );
+    Ok(([(CONTENT_TYPE, "application/json")], reviewed.body).into_response())
+}
+
+/// Accepts `application/json` with or without parameters (`; charset=utf-8`).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers.get(CONTENT_TYPE).ok_or(ApiError::NoContentType)?;
+    let is_json = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::WrongContentType(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ))
+    }
+}
+
+/// Timeouts and intervals. `Default` is what the binary uses; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Longest time one request may take, body reading included (answered 408).
+    pub request_timeout: Duration,
+    /// Longest time for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest time for an HTTP/1.1 request's headers to arrive, counted from when the
+    /// connection starts waiting for them; also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// After this long a connection is closed gracefully (HTTP/2 included), so that no
+    /// client holds one forever.
+    pub max_connection_age: Duration,
+    /// How long in-flight requests may go on after a shutdown signal.
+    pub grace_period: Duration,
+    /// How often the certificate files are checked for changes.
+    pub tls_reload_interval: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            request_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(600),
+            grace_period: Duration::from_secs(20),
+            tls_reload_interval: tls::DEFAULT_RELOAD_INTERVAL,
+        }
+    }
+}
+
+/// Everything [`Server::bind`] needs.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub tls: TlsSource,
+    pub admission: Arc<Admission>,
+    pub metrics: Arc<Metrics>,
+    pub tuning: Tuning,
+}
+
+/// Both listeners, bound, with the serving certificate loaded.
+pub struct Server {
+    https: TcpListener,
+    https_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    reloader: Option<Reloader>,
+    state: AppState,
+    tuning: Tuning,
+}
+
+impl Server {
+    /// Loads (or makes) the certificate and binds both listeners.
+    pub async fn bind(options: Options) -> Result<Self, ServerError> {
+        let Options {
+            listen,
+            metrics_listen,
+            tls,
+            admission,
+            metrics,
+            tuning,
+        } = options;
+        let provider = tls::provider();
+        let (resolver, reloader) = match tls {
+            TlsSource::Files { cert, key } => {
+                let reloader = Reloader::load(CertFiles { cert, key }, Arc::clone(&provider)).await?;
+                (reloader.resolver(), Some(reloader))
+            }
+            TlsSource::SelfSigned => {
+                let key = tls::self_signed(&provider)?;
+                warn!(
+                    names = ?tls::SELF_SIGNED_NAMES,
+                    "no --tls-cert/--tls-key given: serving a self-signed certificate made at start; \
+                     it is for local use only, the Kubernetes API server will not trust it"
+                );
+                (Arc::new(CertResolver::new(key)), None)
+            }
+        };
+        let tls = tls::server_config(provider, resolver)?;
+        let (https, https_addr) = bind("HTTPS", listen).await?;
+        let (metrics_listener, metrics_addr) = bind("metrics", metrics_listen).await?;
+        let mut state = AppState::new(admission, metrics);
+        state.request_timeout = tuning.request_timeout;
+        Ok(Server {
+            https,
+            https_addr,
+            metrics_listener,
+            metrics_addr,
+            tls,
+            reloader,
+            state,
+            tuning,
+        })
+    }
+
+    /// Where the HTTPS listener is bound (useful with port 0).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// Where the metrics listener is bound.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish within the grace period, and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            https,
+            https_addr,
+            metrics_listener,
+            metrics_addr,
+            tls,
+            reloader,
+            state,
+            tuning,
+        } = self;
+        let stop = CancellationToken::new();
+        let metrics = Arc::clone(&state.metrics);
+        let reload = reloader.map(|reloader| {
+            tokio::spawn(reloader.watch(
+                tuning.tls_reload_interval,
+                Arc::clone(&metrics),
+                stop.clone(),
+            ))
+        });
+        let https_task = tokio::spawn(serve_listener(
+            https,
+            Some(TlsAcceptor::from(tls)),
+            router(state),
+            tuning,
+            stop.clone(),
+        ));
+        let metrics_task = tokio::spawn(serve_listener(
+            metrics_listener,
+            None,
+            metrics_router(metrics),
+            tuning,
+            stop.clone(),
+        ));
+        info!(https = %https_addr, metrics = %metrics_addr, "akv-webhook is serving");
+
+        shutdown.await;
+        info!(
+            grace_period = ?tuning.grace_period,
+            "shutting down: no new connections, in-flight requests may finish"
+        );
+        stop.cancel();
+        https_task.await?;
+        metrics_task.await?;
+        if let Some(reload) = reload {
+            reload.await?;
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let fail = |error| ServerError::Bind { what, addr, error };
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
+    Ok((listener, local))
+}
+
+/// Starts the webhook as configured by `args` and serves until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> Result<(), ServerError> {
+    let Args {
+        listen,
+        tls_cert,
+        tls_key,
+        env_image,
+        metrics_listen,
+        log_format: _, // used by telemetry::init, before this
+        allow_vault_host,
+    } = args;
+    tls::install_default_provider();
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        (None, None) => TlsSource::SelfSigned,
+        (Some(_), None) => {
+            return Err(ServerError::TlsPair {
+                given: "--tls-cert",
+                missing: "--tls-key",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ServerError::TlsPair {
+                given: "--tls-key",
+                missing: "--tls-cert",
+            })
+        }
+    };
+    let allow_vault_hosts =
+        akv_core::HostPolicy::new(&allow_vault_host).map_err(ServerError::AllowVaultHost)?;
+    info!(
+        env_image,
+        allow_vault_hosts = allow_vault_hosts.to_list(),
+        "settings"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let admission = Arc::new(admission(InjectSettings {
+        env_image,
+        allow_vault_hosts,
+    }));
+    let server = Server::bind(Options {
+        listen,
+        metrics_listen,
+        tls,
+        admission,
+        metrics,
+        tuning: Tuning::default(),
+    })
+    .await?;
+    server.serve(shutdown_signal()).await
+}
+
+/// The one place where the admission handler is put together.
+fn admission(settings: InjectSettings) -> Admission {
+    Admission::new(settings, Arc::new(NoLookup))
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// HTTP/2 keep-alive pings, so that dead peers are noticed.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` (over TLS when `tls` is given, with HTTP/2 or HTTP/1.1
+/// by ALPN; plain HTTP/1.1 otherwise) until `shutdown` is cancelled. Then it stops
+/// accepting, asks every connection to close once its in-flight requests are answered,
+/// and waits for that up to `tuning.grace_period` before dropping the rest.
+pub async fn serve_listener(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    let abort = CancellationToken::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let connection = serve_connection(
+            tcp,
+            peer,
+            tls.clone(),
+            router.clone(),
+            tuning,
+            shutdown.clone(),
+        );
+        let abort = abort.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                () = connection => {}
+                () = abort.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(tuning.grace_period, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = connections.len(),
+            "grace period over: closing connections with requests still in flight"
+        );
+        abort.cancel();
+        connections.wait().await;
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let Some(acceptor) = tls else {
+        return serve_http(tcp, false, peer, router, tuning, shutdown).await;
+    };
+    let handshake = tokio::time::timeout(tuning.handshake_timeout, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                // A client that does not trust the certificate (a wrong caBundle) shows here.
+                info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = shutdown.cancelled() => return,
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_http(stream, h2, peer, router, tuning, shutdown).await;
+}
+
+async fn serve_http<I>(
+    io: I,
+    h2: bool,
+    peer: SocketAddr,
+    router: Router,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let service = TowerToHyperService::new(router);
+    let result = if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE);
+        drive(builder.serve_connection(io, service), tuning, &shutdown).await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(tuning.header_read_timeout);
+        drive(builder.serve_connection(io, service), tuning, &shutdown).await
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "connection closed with an error");
+    }
+}
+
+/// Runs a connection until it ends, closing it gracefully on shutdown or when it is
+/// older than `tuning.max_connection_age`.
+async fn drive<C>(conn: C, tuning: Tuning, shutdown: &CancellationToken) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(tuning.max_connection_age) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
