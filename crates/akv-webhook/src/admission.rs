@@ -71,7 +71,6 @@ pub enum BadRequest {
     NotAPod(String),
 }
 
-
 /// Answers admission reviews. Cheap to share behind an `Arc`.
 pub struct Admission {
     settings: InjectSettings,
@@ -104,7 +103,11 @@ impl Admission {
         })
     }
 
-    async fn admit(&self, request: &AdmissionRequest<DynamicObject>, pod: &Pod) -> (AdmissionResponse, Outcome, usize) {
+    async fn admit(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        pod: &Pod,
+    ) -> (AdmissionResponse, Outcome, usize) {
         let allow = || AdmissionResponse::from(request);
         if !needs_injection(request, pod) {
             return (allow(), Outcome::Skipped, 0);
@@ -122,17 +125,35 @@ impl Admission {
             Ok(mutation) => mutation,
             Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
         };
-        let patch_bytes = serde_json::to_vec(&mutation.patch).map(|v| v.len()).unwrap_or(0);
+        let patch_bytes = serde_json::to_vec(&mutation.patch)
+            .map(|v| v.len())
+            .unwrap_or(0);
         match allow().with_patch(mutation.patch) {
-            Ok(response) => (with_warnings(response, &mutation.warnings), Outcome::Patched, patch_bytes),
-            Err(e) => (AdmissionResponse::from(request).deny(format!("cannot encode the patch: {e}")), Outcome::Invalid, 0),
+            Ok(response) => (
+                with_warnings(response, &mutation.warnings),
+                Outcome::Patched,
+                patch_bytes,
+            ),
+            Err(e) => (
+                AdmissionResponse::from(request).deny(format!("cannot encode the patch: {e}")),
+                Outcome::Invalid,
+                0,
+            ),
         }
     }
 
-    async fn look_up_images(&self, plan: &Plan, pod: &Pod) -> BTreeMap<String, Result<ImageConfig, String>> {
+    async fn look_up_images(
+        &self,
+        plan: &Plan,
+        pod: &Pod,
+    ) -> BTreeMap<String, Result<ImageConfig, String>> {
         let mut out = BTreeMap::new();
         for image in plan.images_to_look_up() {
-            let result = self.images.image_config(image, pod).await.map_err(|e| e.to_string());
+            let result = self
+                .images
+                .image_config(image, pod)
+                .await
+                .map_err(|e| e.to_string());
             out.insert(image.to_string(), result);
         }
         out
@@ -142,7 +163,8 @@ impl Admission {
 /// Encodes the answer. kube-core serializes the patch as an array of numbers; the API
 /// server reads Go's `[]byte` as base64 too, which is a third of the size, so send that.
 fn encode(response: AdmissionResponse) -> Result<Vec<u8>, BadRequest> {
-    let failed = |e: serde_json::Error| BadRequest::Malformed(format!("cannot encode the response: {e}"));
+    let failed =
+        |e: serde_json::Error| BadRequest::Malformed(format!("cannot encode the response: {e}"));
     let patch = response.patch.as_deref().map(|p| BASE64.encode(p));
     let mut review = serde_json::to_value(response.into_review()).map_err(failed)?;
     if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
@@ -182,7 +204,13 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
         return Err(BadRequest::Empty);
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string()))?;
-    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         return Err(BadRequest::WrongKind { api_version, kind });
@@ -192,12 +220,17 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
     }
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(value).map_err(|e| BadRequest::Malformed(e.to_string()))?;
-    let request: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| BadRequest::NoRequest)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| BadRequest::NoRequest)?;
     let gvk = &request.kind;
-    if !(gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod") || request.sub_resource.is_some() {
-        let group = if gvk.group.is_empty() { "core" } else { gvk.group.as_str() };
+    if !(gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod")
+        || request.sub_resource.is_some()
+    {
+        let group = if gvk.group.is_empty() {
+            "core"
+        } else {
+            gvk.group.as_str()
+        };
         let mut what = format!("{group}/{}/{}", gvk.version, gvk.kind);
         if let Some(sub) = &request.sub_resource {
             what.push_str(&format!(" (subresource {sub})"));
@@ -210,10 +243,9 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
 /// The Pod in a review, typed. An object that is missing or not a Pod is answered with
 /// an admission error rather than allowed.
 fn pod_of(request: &AdmissionRequest<DynamicObject>) -> Result<Pod, String> {
-    let object = request
-        .object
-        .as_ref()
-        .ok_or_else(|| "the review carries no object: akv-injector only handles pod CREATE".to_string())?;
+    let object = request.object.as_ref().ok_or_else(|| {
+        "the review carries no object: akv-injector only handles pod CREATE".to_string()
+    })?;
     let value = serde_json::to_value(object).map_err(|e| format!("the pod cannot be read: {e}"))?;
     serde_json::from_value(value).map_err(|e| format!("the object is not a valid Pod: {e}"))
 }

@@ -41,7 +41,11 @@ pub struct Args {
     pub env_image: String,
 
     /// Address of the plain-HTTP metrics listener (GET /metrics, /healthz, /readyz).
-    #[arg(long, env = "AKV_WEBHOOK_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// Log format. The level comes from RUST_LOG (default: info).
@@ -93,7 +97,10 @@ mod tests {
         assert_eq!(args.metrics_listen, "0.0.0.0:9090".parse().expect("addr"));
         assert_eq!(args.tls_cert, None);
         assert_eq!(args.tls_key, None);
-        assert_eq!(args.env_image, format!("akv-injector:{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            args.env_image,
+            format!("akv-injector:{}", env!("CARGO_PKG_VERSION"))
+        );
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(args.allow_vault_host.is_empty());
     }

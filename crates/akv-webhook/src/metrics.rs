@@ -24,8 +24,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Review latency buckets, in seconds: 100µs to 5s.
 const DURATION_BUCKETS: [f64; 15] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// Patch size buckets, in bytes: 256 B to 256 KiB.
@@ -119,7 +118,7 @@ impl Metrics {
         let bad_requests = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "bad_requests",
-            "Requests to /mutate answered with an HTTP error instead of a review, by reason",
+            "HTTP requests answered with an error instead of a review (timeouts and unknown paths included), by reason",
             bad_requests.clone(),
         );
 
@@ -236,7 +235,7 @@ mod tests {
             "akv_webhook_review_duration_seconds_count 2",
             "akv_webhook_review_duration_seconds_bucket{le=\"0.0001\"} 1",
             "akv_webhook_patch_bytes_count 1",
-            "akv_webhook_patch_bytes_bucket{le=\"2048.0\"} 1",
+            "akv_webhook_patch_bytes_bucket{le=\"2048\"} 1",
             "akv_webhook_bad_requests_total{reason=\"invalid_review\"} 1",
             "akv_webhook_tls_reloads_total{result=\"error\"} 1",
             "akv_webhook_tls_reloads_total{result=\"ok\"} 0",
@@ -260,6 +259,9 @@ mod tests {
         metrics.register("registry_lookups", "Image config lookups", lookups.clone());
         lookups.inc();
         let text = metrics.encode().expect("encodes");
-        assert!(text.contains("akv_webhook_registry_lookups_total 1"), "{text}");
+        assert!(
+            text.contains("akv_webhook_registry_lookups_total 1"),
+            "{text}"
+        );
     }
 }

@@ -75,7 +75,9 @@ pub enum ApiError {
     Body(String),
     #[error("no Content-Type: POST the AdmissionReview as application/json")]
     NoContentType,
-    #[error("Content-Type {0:?} is not application/json: POST the AdmissionReview as application/json")]
+    #[error(
+        "Content-Type {0:?} is not application/json: POST the AdmissionReview as application/json"
+    )]
     WrongContentType(String),
     #[error("the request was not answered within {0:?}")]
     Timeout(Duration),
@@ -313,7 +315,8 @@ impl Server {
         let provider = tls::provider();
         let (resolver, reloader) = match tls {
             TlsSource::Files { cert, key } => {
-                let reloader = Reloader::load(CertFiles { cert, key }, Arc::clone(&provider)).await?;
+                let reloader =
+                    Reloader::load(CertFiles { cert, key }, Arc::clone(&provider)).await?;
                 (reloader.resolver(), Some(reloader))
             }
             TlsSource::SelfSigned => {
@@ -407,7 +410,10 @@ impl Server {
     }
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
     let fail = |error| ServerError::Bind { what, addr, error };
     let listener = TcpListener::bind(addr).await.map_err(fail)?;
     let local = listener.local_addr().map_err(fail)?;

@@ -169,14 +169,13 @@ pub fn parse_pair(
         path: files.key.clone(),
         error,
     })?;
-    let signing_key =
-        provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|error| TlsError::Key {
-                path: files.key.clone(),
-                error,
-            })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|error| TlsError::Key {
+            path: files.key.clone(),
+            error,
+        })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         // `Unknown`: the key cannot tell its public key; the handshake will tell.
@@ -262,7 +261,8 @@ impl Reloader {
             return Check::Unchanged;
         }
         self.seen = now;
-        let parsed = read.and_then(|(cert, key)| parse_pair(&cert, &key, &self.files, &self.provider));
+        let parsed =
+            read.and_then(|(cert, key)| parse_pair(&cert, &key, &self.files, &self.provider));
         match parsed {
             Ok(certified) => {
                 self.resolver.set(certified);
@@ -273,7 +273,12 @@ impl Reloader {
     }
 
     /// Checks every `interval` until `shutdown`, logging and counting each reload.
-    pub async fn watch(mut self, interval: Duration, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    pub async fn watch(
+        mut self,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // the first tick is immediate; the files were just loaded
@@ -366,7 +371,11 @@ mod tests {
             ("", &key, "no PEM certificate"),
             (&key, &key, "no PEM certificate"),
             (&cert, &cert, "no PEM private key"),
-            ("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n", &key, "bad PEM certificate"),
+            (
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+                &key,
+                "bad PEM certificate",
+            ),
         ];
         for (cert, key, want) in cases {
             let err = parse(cert, key).expect_err(want);
@@ -387,7 +396,9 @@ mod tests {
         let (cert1, key1) = pair("one");
         std::fs::write(&files.cert, &cert1).expect("write");
         std::fs::write(&files.key, &key1).expect("write");
-        let mut reloader = Reloader::load(files.clone(), provider()).await.expect("loads");
+        let mut reloader = Reloader::load(files.clone(), provider())
+            .await
+            .expect("loads");
         let first = reloader.resolver().current();
         assert!(matches!(reloader.check().await, Check::Unchanged));
 
@@ -399,12 +410,21 @@ mod tests {
         assert_ne!(first.cert, second.cert);
 
         std::fs::write(&files.key, &key1).expect("write");
-        assert!(matches!(reloader.check().await, Check::Failed(TlsError::Mismatch { .. })));
-        assert!(matches!(reloader.check().await, Check::Unchanged), "a bad pair is reported once");
+        assert!(matches!(
+            reloader.check().await,
+            Check::Failed(TlsError::Mismatch { .. })
+        ));
+        assert!(
+            matches!(reloader.check().await, Check::Unchanged),
+            "a bad pair is reported once"
+        );
         assert_eq!(reloader.resolver().current().cert, second.cert);
 
         std::fs::remove_file(&files.key).expect("remove");
-        assert!(matches!(reloader.check().await, Check::Failed(TlsError::Read { .. })));
+        assert!(matches!(
+            reloader.check().await,
+            Check::Failed(TlsError::Read { .. })
+        ));
         assert!(matches!(reloader.check().await, Check::Unchanged));
 
         std::fs::write(&files.key, &key2).expect("write");
@@ -416,7 +436,9 @@ mod tests {
     async fn a_bad_pair_at_start_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = files(dir.path());
-        let err = Reloader::load(files.clone(), provider()).await.expect_err("missing");
+        let err = Reloader::load(files.clone(), provider())
+            .await
+            .expect_err("missing");
         assert!(err.to_string().contains("cannot read certificate"), "{err}");
     }
 }

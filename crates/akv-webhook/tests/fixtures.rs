@@ -87,12 +87,19 @@ fn fixtures() -> Vec<String> {
 
 fn containers(pod: &Pod) -> Vec<&Container> {
     let spec = pod.spec.as_ref().expect("pod has a spec");
-    spec.init_containers.iter().flatten().chain(&spec.containers).collect()
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .collect()
 }
 
 /// Everything the original pod had must still be there after the patch.
 fn assert_keeps_original(name: &str, original: &Pod, patched: &Pod) {
-    let after: BTreeMap<&str, &Container> = containers(patched).into_iter().map(|c| (c.name.as_str(), c)).collect();
+    let after: BTreeMap<&str, &Container> = containers(patched)
+        .into_iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     for before in containers(original) {
         let Some(now) = after.get(before.name.as_str()) else {
             panic!("{name}: container {} is gone", before.name);
@@ -106,24 +113,52 @@ fn assert_keeps_original(name: &str, original: &Pod, patched: &Pod) {
             );
         }
         for mount in before.volume_mounts.iter().flatten() {
-            assert!(now.volume_mounts.iter().flatten().any(|m| m == mount), "{name}: mount {} is gone", mount.name);
+            assert!(
+                now.volume_mounts.iter().flatten().any(|m| m == mount),
+                "{name}: mount {} is gone",
+                mount.name
+            );
         }
-        assert_eq!(now.image, before.image, "{name}: image of {} changed", before.name);
-        assert_eq!(now.env_from, before.env_from, "{name}: envFrom of {} changed", before.name);
+        assert_eq!(
+            now.image, before.image,
+            "{name}: image of {} changed",
+            before.name
+        );
+        assert_eq!(
+            now.env_from, before.env_from,
+            "{name}: envFrom of {} changed",
+            before.name
+        );
     }
-    let volumes = |p: &Pod| p.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+    };
     let after_volumes = volumes(patched);
     for volume in volumes(original) {
-        assert!(after_volumes.contains(&volume), "{name}: volume {} is gone", volume.name);
+        assert!(
+            after_volumes.contains(&volume),
+            "{name}: volume {} is gone",
+            volume.name
+        );
     }
     for (key, value) in original.metadata.annotations.iter().flatten() {
         assert_eq!(
-            patched.metadata.annotations.as_ref().and_then(|a| a.get(key)),
+            patched
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(key)),
             Some(value),
             "{name}: annotation {key}"
         );
     }
-    assert_eq!(patched.metadata.labels, original.metadata.labels, "{name}: labels changed");
+    assert_eq!(
+        patched.metadata.labels, original.metadata.labels,
+        "{name}: labels changed"
+    );
 }
 
 /// The contract's shape of an injected pod.
@@ -135,10 +170,19 @@ fn assert_injected_shape(name: &str, patched: &Pod) {
     assert_eq!(install.image.as_deref(), Some(ENV_IMAGE), "{name}");
     assert_eq!(
         install.command.as_deref(),
-        Some(&["/usr/local/bin/akv-env".to_string(), "install".into(), "/akv-injector".into()][..]),
+        Some(
+            &[
+                "/usr/local/bin/akv-env".to_string(),
+                "install".into(),
+                "/akv-injector".into()
+            ][..]
+        ),
         "{name}"
     );
-    let sc = install.security_context.as_ref().expect("install security context");
+    let sc = install
+        .security_context
+        .as_ref()
+        .expect("install security context");
     assert_eq!(sc.run_as_non_root, Some(true), "{name}");
     assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
     assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
@@ -150,7 +194,11 @@ fn assert_injected_shape(name: &str, patched: &Pod) {
         .expect("akv-injector volume");
     let empty_dir = volume.empty_dir.as_ref().expect("emptyDir");
     assert_eq!(empty_dir.medium.as_deref(), Some("Memory"), "{name}");
-    let status = patched.metadata.annotations.as_ref().and_then(|a| a.get("akv-injector.io/status"));
+    let status = patched
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("akv-injector.io/status"));
     assert_eq!(status.map(String::as_str), Some("injected"), "{name}");
 
     let wrapped: Vec<&Container> = containers(patched)
@@ -160,8 +208,17 @@ fn assert_injected_shape(name: &str, patched: &Pod) {
     assert!(!wrapped.is_empty(), "{name}: no container is wrapped");
     for c in wrapped {
         let args = c.args.as_deref().unwrap_or_default();
-        assert_eq!(args.first().map(String::as_str), Some("--"), "{name}: {}", c.name);
-        assert!(args.len() > 1, "{name}: {} has an empty original argv", c.name);
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("--"),
+            "{name}: {}",
+            c.name
+        );
+        assert!(
+            args.len() > 1,
+            "{name}: {} has an empty original argv",
+            c.name
+        );
         let mount = c
             .volume_mounts
             .iter()
@@ -169,7 +226,12 @@ fn assert_injected_shape(name: &str, patched: &Pod) {
             .find(|m| m.name == "akv-injector")
             .unwrap_or_else(|| panic!("{name}: {} does not mount akv-injector", c.name));
         assert_eq!(mount.mount_path, "/akv-injector");
-        assert_eq!(mount.read_only, Some(true), "{name}: {} mount is writable", c.name);
+        assert_eq!(
+            mount.read_only,
+            Some(true),
+            "{name}: {} mount is writable",
+            c.name
+        );
     }
 }
 
@@ -191,31 +253,53 @@ fn review_of(pod: &Value) -> Value {
 #[tokio::test]
 async fn every_fixture_gets_its_expected_answer() {
     let names = fixtures();
-    assert!(names.len() >= MIN_FIXTURES, "only {} fixtures in tests/data", names.len());
+    assert!(
+        names.len() >= MIN_FIXTURES,
+        "only {} fixtures in tests/data",
+        names.len()
+    );
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let admission = admission();
     let dir = data_dir();
     for name in &names {
         let review = read_json(&dir.join(format!("{name}.review.json")));
-        let expect: Expect = serde_json::from_value(read_json(&dir.join(format!("{name}.expect.json"))))
-            .unwrap_or_else(|e| panic!("{name}.expect.json: {e}"));
+        let expect: Expect =
+            serde_json::from_value(read_json(&dir.join(format!("{name}.expect.json"))))
+                .unwrap_or_else(|e| panic!("{name}.expect.json: {e}"));
         let body = serde_json::to_vec(&review).expect("encode");
-        let reviewed = admission.review(&body).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reviewed = admission
+            .review(&body)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let answer: Value = serde_json::from_slice(&reviewed.body).expect("answer is JSON");
         let response = &answer["response"];
         assert_eq!(answer["kind"], "AdmissionReview", "{name}");
-        assert_eq!(response["uid"], review["request"]["uid"], "{name}: uid not copied");
+        assert_eq!(
+            response["uid"], review["request"]["uid"],
+            "{name}: uid not copied"
+        );
         assert_eq!(response["allowed"], expect.allowed, "{name}: {response}");
         if let Some(message) = &expect.message {
-            assert_eq!(response["status"]["message"].as_str(), Some(message.as_str()), "{name}");
+            assert_eq!(
+                response["status"]["message"].as_str(),
+                Some(message.as_str()),
+                "{name}"
+            );
         }
-        let warnings: Vec<String> = serde_json::from_value(response["warnings"].clone()).unwrap_or_default();
+        let warnings: Vec<String> =
+            serde_json::from_value(response["warnings"].clone()).unwrap_or_default();
         assert_eq!(warnings, expect.warnings, "{name}: warnings");
 
         let golden = dir.join(format!("{name}.patch.json"));
         let Some(patch_b64) = response["patch"].as_str() else {
-            assert!(!expect.patched, "{name}: expected a patch, got none: {response}");
-            assert!(!golden.exists(), "{name}: golden patch exists but no patch was made");
+            assert!(
+                !expect.patched,
+                "{name}: expected a patch, got none: {response}"
+            );
+            assert!(
+                !golden.exists(),
+                "{name}: golden patch exists but no patch was made"
+            );
             assert_ne!(reviewed.outcome, Outcome::Patched, "{name}");
             continue;
         };
@@ -225,18 +309,28 @@ async fn every_fixture_gets_its_expected_answer() {
         let patch_bytes = base64::engine::general_purpose::STANDARD
             .decode(patch_b64)
             .expect("patch is base64");
-        assert_eq!(reviewed.patch_bytes, patch_bytes.len(), "{name}: patch size");
+        assert_eq!(
+            reviewed.patch_bytes,
+            patch_bytes.len(),
+            "{name}: patch size"
+        );
         let patch_json: Value = serde_json::from_slice(&patch_bytes).expect("patch is JSON");
         if update {
             let text = serde_json::to_string_pretty(&patch_json).expect("encode") + "\n";
             std::fs::write(&golden, text).expect("write golden");
         }
-        assert_eq!(patch_json, read_json(&golden), "{name}: patch differs from {}", golden.display());
+        assert_eq!(
+            patch_json,
+            read_json(&golden),
+            "{name}: patch differs from {}",
+            golden.display()
+        );
 
         let original_json = review["request"]["object"].clone();
         let mut patched_json = original_json.clone();
         let patch: json_patch::Patch = serde_json::from_value(patch_json).expect("RFC 6902 patch");
-        json_patch::patch(&mut patched_json, &patch).unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
+        json_patch::patch(&mut patched_json, &patch)
+            .unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
         let original: Pod = serde_json::from_value(original_json).expect("original is a Pod");
         let patched: Pod = serde_json::from_value(patched_json.clone())
             .unwrap_or_else(|e| panic!("{name}: patched object is not a Pod: {e}"));
@@ -248,7 +342,11 @@ async fn every_fixture_gets_its_expected_answer() {
             .review(&serde_json::to_vec(&review_of(&patched_json)).expect("encode"))
             .await
             .expect("review of the patched pod");
-        assert_eq!(again.outcome, Outcome::Skipped, "{name}: reinvocation patched again");
+        assert_eq!(
+            again.outcome,
+            Outcome::Skipped,
+            "{name}: reinvocation patched again"
+        );
     }
 }
 
@@ -256,9 +354,19 @@ async fn every_fixture_gets_its_expected_answer() {
 async fn golden_patches_have_fixtures() {
     let names = fixtures();
     for entry in std::fs::read_dir(data_dir()).expect("tests/data") {
-        let file = entry.expect("entry").file_name().into_string().expect("utf-8 name");
-        if let Some(name) = file.strip_suffix(".patch.json").or(file.strip_suffix(".expect.json")) {
-            assert!(names.iter().any(|n| n == name), "{file} has no {name}.review.json");
+        let file = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8 name");
+        if let Some(name) = file
+            .strip_suffix(".patch.json")
+            .or(file.strip_suffix(".expect.json"))
+        {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{file} has no {name}.review.json"
+            );
         }
     }
 }

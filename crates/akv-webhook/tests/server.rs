@@ -53,7 +53,10 @@ fn post_mutate(body: impl Into<Body>, content_type: Option<&str>) -> Request<Bod
 }
 
 fn get_req(uri: &str) -> Request<Body> {
-    Request::builder().uri(uri).body(Body::empty()).expect("request")
+    Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request")
 }
 
 /// Sends one request through the router; returns the status, content type and body.
@@ -68,11 +71,19 @@ async fn call(router: Router, request: Request<Body>) -> (StatusCode, String, St
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .expect("body");
-    (status, content_type, String::from_utf8(body.to_vec()).expect("utf-8"))
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
 }
 
 async fn mutate(body: &str) -> (StatusCode, String, String) {
-    call(router(state()), post_mutate(body.to_string(), Some("application/json"))).await
+    call(
+        router(state()),
+        post_mutate(body.to_string(), Some("application/json")),
+    )
+    .await
 }
 
 /// A Pod CREATE review whose pod has no references and no annotations.
@@ -161,9 +172,8 @@ struct Leaf {
 
 /// A serving certificate for localhost and 127.0.0.1 issued by `ca`.
 fn leaf(ca: &Ca, name: &str) -> Leaf {
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params");
     params.distinguished_name.push(DnType::CommonName, name);
     let key = KeyPair::generate().expect("key");
     let issuer = Issuer::from_params(&ca.params, &ca.key);
@@ -189,8 +199,11 @@ impl SecretVolume {
         let mut volume = SecretVolume { dir, generation: 0 };
         volume.update(cert_pem, key_pem);
         for name in ["tls.crt", "tls.key"] {
-            std::os::unix::fs::symlink(Path::new("..data").join(name), volume.dir.path().join(name))
-                .expect("symlink");
+            std::os::unix::fs::symlink(
+                Path::new("..data").join(name),
+                volume.dir.path().join(name),
+            )
+            .expect("symlink");
         }
         volume
     }
@@ -231,19 +244,23 @@ async fn bind(tls: TlsSource, metrics: Arc<Metrics>) -> Result<Server, server::S
 }
 
 /// Serves in the background; cancel the token to stop, then await the handle.
-fn start(server: Server) -> (CancellationToken, tokio::task::JoinHandle<Result<(), server::ServerError>>) {
+fn start(
+    server: Server,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), server::ServerError>>,
+) {
     let stop = CancellationToken::new();
     let handle = tokio::spawn(server.serve(stop.clone().cancelled_owned()));
     (stop, handle)
 }
 
-/// A fresh HTTPS client (no pooled connections) that trusts only `roots`.
+/// An HTTPS client that trusts only `roots`.
 fn client(roots: &[&[u8]]) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .tls_info(true)
-        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5));
     for root in roots {
         builder = builder.add_root_certificate(reqwest::Certificate::from_der(root).expect("der"));
@@ -319,8 +336,16 @@ async fn pod_without_references_is_allowed_without_patch() {
     assert!(response.get("patch").is_none_or(Value::is_null), "{body}");
 
     let text = metrics.encode().expect("encodes");
-    assert_eq!(sample(&text, "akv_webhook_reviews_total{outcome=\"skipped\"}"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "akv_webhook_review_duration_seconds_count"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "akv_webhook_reviews_total{outcome=\"skipped\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "akv_webhook_review_duration_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -359,7 +384,11 @@ async fn methods_paths_and_probes() {
     let (status, _, _) = call(router(state()), get_req("/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(router(state()), get_req("/metrics")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "metrics are on the metrics port only");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "metrics are on the metrics port only"
+    );
 
     let metrics = Arc::new(Metrics::new());
     for path in ["/healthz", "/readyz"] {
@@ -369,7 +398,11 @@ async fn methods_paths_and_probes() {
         assert_eq!(status, StatusCode::OK, "{path}");
     }
     let (status, _, _) = call(metrics_router(metrics), get_req("/mutate")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "no reviews on the metrics port");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no reviews on the metrics port"
+    );
 }
 
 #[tokio::test]
@@ -377,12 +410,19 @@ async fn metrics_are_served_after_a_review() {
     let state = state();
     let metrics = Arc::clone(&state.metrics);
     let app = router(state);
-    let _ = call(app.clone(), post_mutate(PLAIN_POD_REVIEW, Some("application/json"))).await;
+    let _ = call(
+        app.clone(),
+        post_mutate(PLAIN_POD_REVIEW, Some("application/json")),
+    )
+    .await;
     let _ = call(app, post_mutate("nonsense", Some("application/json"))).await;
 
     let (status, content_type, text) = call(metrics_router(metrics), get_req("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     for name in [
         "akv_webhook_reviews_total",
         "akv_webhook_review_duration_seconds_bucket",
@@ -394,7 +434,10 @@ async fn metrics_are_served_after_a_review() {
         assert!(text.contains(name), "no {name} in\n{text}");
     }
     assert_eq!(
-        sample(&text, "akv_webhook_bad_requests_total{reason=\"invalid_review\"}"),
+        sample(
+            &text,
+            "akv_webhook_bad_requests_total{reason=\"invalid_review\"}"
+        ),
         Some(1.0),
         "{text}"
     );
@@ -408,22 +451,29 @@ async fn serves_the_given_certificate_and_follows_secret_volume_updates() {
     let (one, two, three) = (leaf(&ca1, "one"), leaf(&ca2, "two"), leaf(&ca2, "three"));
     let mut volume = SecretVolume::new(&one.cert_pem, &one.key_pem);
     let metrics = Arc::new(Metrics::new());
-    let server = bind(volume.files(), Arc::clone(&metrics)).await.expect("binds");
+    let server = bind(volume.files(), Arc::clone(&metrics))
+        .await
+        .expect("binds");
     let addr = server.https_addr();
     let (stop, serving) = start(server);
-    let client = client(&[&ca1.der, &ca2.der]);
+    // A new client for each look, so that each look is a new connection.
+    let roots: [&[u8]; 2] = [&ca1.der, &ca2.der];
 
-    assert_eq!(served_cert(&client, addr).await, one.der);
+    assert_eq!(served_cert(&client(&roots), addr).await, one.der);
     // Only the CA that issued the served certificate is needed.
     assert_eq!(served_cert(&self::client(&[&ca1.der]), addr).await, one.der);
 
     volume.update(&two.cert_pem, &two.key_pem);
     eventually("the new certificate is served", || async {
-        served_cert(&client, addr).await == two.der
+        served_cert(&client(&roots), addr).await == two.der
     })
     .await;
     let text = metrics.encode().expect("encodes");
-    assert_eq!(sample(&text, "akv_webhook_tls_reloads_total{result=\"ok\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "akv_webhook_tls_reloads_total{result=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
 
     // A key that does not match: counted as an error, the previous certificate stays.
     volume.update(&three.cert_pem, &one.key_pem);
@@ -432,7 +482,7 @@ async fn serves_the_given_certificate_and_follows_secret_volume_updates() {
         sample(&text, "akv_webhook_tls_reloads_total{result=\"error\"}") == Some(1.0)
     })
     .await;
-    assert_eq!(served_cert(&client, addr).await, two.der);
+    assert_eq!(served_cert(&client(&roots), addr).await, two.der);
 
     // Garbage too; then a good pair again.
     volume.update("not PEM", "not PEM either");
@@ -441,10 +491,10 @@ async fn serves_the_given_certificate_and_follows_secret_volume_updates() {
         sample(&text, "akv_webhook_tls_reloads_total{result=\"error\"}") == Some(2.0)
     })
     .await;
-    assert_eq!(served_cert(&client, addr).await, two.der);
+    assert_eq!(served_cert(&client(&roots), addr).await, two.der);
     volume.update(&three.cert_pem, &three.key_pem);
     eventually("the good pair is served", || async {
-        served_cert(&client, addr).await == three.der
+        served_cert(&client(&roots), addr).await == three.der
     })
     .await;
 
@@ -457,7 +507,9 @@ async fn speaks_http2_and_http11_and_serves_metrics_over_plain_http() {
     let ca = ca("test CA");
     let cert = leaf(&ca, "webhook");
     let volume = SecretVolume::new(&cert.cert_pem, &cert.key_pem);
-    let server = bind(volume.files(), Arc::new(Metrics::new())).await.expect("binds");
+    let server = bind(volume.files(), Arc::new(Metrics::new()))
+        .await
+        .expect("binds");
     let (addr, metrics_addr) = (server.https_addr(), server.metrics_addr());
     let (stop, serving) = start(server);
 
@@ -511,7 +563,9 @@ async fn speaks_http2_and_http11_and_serves_metrics_over_plain_http() {
 
 #[tokio::test]
 async fn self_signed_default_works_for_localhost_and_127_0_0_1() {
-    let server = bind(TlsSource::SelfSigned, Arc::new(Metrics::new())).await.expect("binds");
+    let server = bind(TlsSource::SelfSigned, Arc::new(Metrics::new()))
+        .await
+        .expect("binds");
     let addr = server.https_addr();
     let (stop, serving) = start(server);
 
@@ -549,8 +603,14 @@ async fn bad_certificate_files_stop_the_start() {
     let (one, two) = (leaf(&ca, "one"), leaf(&ca, "two"));
     let cases = [
         (None, "cannot read certificate"),
-        (Some((one.cert_pem.as_str(), two.key_pem.as_str())), "does not match"),
-        (Some((one.key_pem.as_str(), one.key_pem.as_str())), "no PEM certificate"),
+        (
+            Some((one.cert_pem.as_str(), two.key_pem.as_str())),
+            "does not match",
+        ),
+        (
+            Some((one.key_pem.as_str(), one.key_pem.as_str())),
+            "no PEM certificate",
+        ),
     ];
     for (pair, want) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -583,8 +643,13 @@ fn acceptor(ca: &Ca) -> TlsAcceptor {
         key: PathBuf::from("tls.key"),
     };
     let provider = tls::provider();
-    let key = tls::parse_pair(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes(), &files, &provider)
-        .expect("pair");
+    let key = tls::parse_pair(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        &files,
+        &provider,
+    )
+    .expect("pair");
     let config = tls::server_config(provider, Arc::new(CertResolver::new(key))).expect("config");
     TlsAcceptor::from(config)
 }
@@ -622,7 +687,13 @@ async fn slow_clients_are_cut_off() {
 
     // Plain HTTP, to write by hand.
     let (plain, plain_addr) = listener().await;
-    let plain_task = tokio::spawn(serve_listener(plain, None, router(state), tuning, stop.clone()));
+    let plain_task = tokio::spawn(serve_listener(
+        plain,
+        None,
+        router(state),
+        tuning,
+        stop.clone(),
+    ));
     // A body that never comes: 408.
     let mut stream = TcpStream::connect(plain_addr).await.expect("connect");
     stream
@@ -637,14 +708,27 @@ async fn slow_clients_are_cut_off() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let text = metrics.encode().expect("encodes");
-    assert_eq!(sample(&text, "akv_webhook_bad_requests_total{reason=\"timeout\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "akv_webhook_bad_requests_total{reason=\"timeout\"}"),
+        Some(1.0),
+        "{text}"
+    );
     // Headers that never end: the connection is closed.
     let mut stream = TcpStream::connect(plain_addr).await.expect("connect");
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost:").await.expect("write");
-    assert!(closed_within(&mut stream, Duration::from_secs(3)).await, "slow headers");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost:")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "slow headers"
+    );
     // An idle connection is closed too.
     let mut stream = TcpStream::connect(plain_addr).await.expect("connect");
-    assert!(closed_within(&mut stream, Duration::from_secs(3)).await, "idle");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "idle"
+    );
 
     // TLS: a client that never says hello.
     let (tls_listener, tls_addr) = listener().await;
@@ -656,7 +740,10 @@ async fn slow_clients_are_cut_off() {
         stop.clone(),
     ));
     let mut stream = TcpStream::connect(tls_addr).await.expect("connect");
-    assert!(closed_within(&mut stream, Duration::from_secs(3)).await, "no handshake");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "no handshake"
+    );
 
     stop.cancel();
     plain_task.await.expect("joins");
@@ -704,7 +791,10 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .await
         .expect("stops after the last request")
         .expect("joins");
-    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
@@ -727,7 +817,13 @@ async fn shutdown_gives_up_after_the_grace_period() {
         grace_period: Duration::from_millis(200),
         ..fast_tuning()
     };
-    let serving = tokio::spawn(serve_listener(listener, Some(acceptor(&ca)), stuck, tuning, stop.clone()));
+    let serving = tokio::spawn(serve_listener(
+        listener,
+        Some(acceptor(&ca)),
+        stuck,
+        tuning,
+        stop.clone(),
+    ));
 
     let client = client(&[&ca.der]);
     let url = format!("https://127.0.0.1:{}/stuck", addr.port());
@@ -740,7 +836,10 @@ async fn shutdown_gives_up_after_the_grace_period() {
         .expect("stops after the grace period")
         .expect("joins");
     assert!(stopping.elapsed() >= Duration::from_millis(200));
-    assert!(in_flight.await.expect("joins").is_err(), "the stuck request is cut off");
+    assert!(
+        in_flight.await.expect("joins").is_err(),
+        "the stuck request is cut off"
+    );
 }
 
 // ---------------------------------------------------------------- the binary
@@ -763,19 +862,64 @@ fn webhook() -> Command {
 /// Runs the binary to completion; returns (success, stderr).
 fn run(command: &mut Command) -> (bool, String) {
     let output = command.output().expect("runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn startup_errors_are_clear() {
     let loopback = ["--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0"];
     let cases: Vec<(Command, &str)> = vec![
-        ({ let mut c = webhook(); c.arg("--tls-cert=/nonexistent/tls.crt"); c }, "--tls-key"),
-        ({ let mut c = webhook(); c.env("AKV_WEBHOOK_TLS_KEY", "/nonexistent/tls.key"); c }, "--tls-cert"),
-        ({ let mut c = webhook(); c.arg("--allow-vault-host=https://kv.example.com"); c }, "--allow-vault-host"),
-        ({ let mut c = webhook(); c.env("AKV_WEBHOOK_ALLOW_VAULT_HOST", "kv.example.com,bad host"); c }, "'bad host' is not an allowed vault host"),
-        ({ let mut c = webhook(); c.env("AKV_WEBHOOK_LISTEN", "nowhere"); c }, "--listen"),
-        ({ let mut c = webhook(); c.env("AKV_WEBHOOK_LOG_FORMAT", "yaml"); c }, "--log-format"),
+        (
+            {
+                let mut c = webhook();
+                c.arg("--tls-cert=/nonexistent/tls.crt");
+                c
+            },
+            "--tls-key",
+        ),
+        (
+            {
+                let mut c = webhook();
+                c.env("AKV_WEBHOOK_TLS_KEY", "/nonexistent/tls.key");
+                c
+            },
+            "--tls-cert",
+        ),
+        (
+            {
+                let mut c = webhook();
+                c.arg("--allow-vault-host=https://kv.example.com");
+                c
+            },
+            "--allow-vault-host",
+        ),
+        (
+            {
+                let mut c = webhook();
+                c.env("AKV_WEBHOOK_ALLOW_VAULT_HOST", "kv.example.com,bad host");
+                c
+            },
+            "'bad host' is not an allowed vault host",
+        ),
+        (
+            {
+                let mut c = webhook();
+                c.env("AKV_WEBHOOK_LISTEN", "nowhere");
+                c
+            },
+            "--listen",
+        ),
+        (
+            {
+                let mut c = webhook();
+                c.env("AKV_WEBHOOK_LOG_FORMAT", "yaml");
+                c
+            },
+            "--log-format",
+        ),
         (
             {
                 let mut c = webhook();
@@ -786,12 +930,22 @@ fn startup_errors_are_clear() {
             },
             "cannot read certificate /nonexistent/tls.crt",
         ),
-        ({ let mut c = webhook(); c.args(loopback).env("RUST_LOG", "=[bad"); c }, "RUST_LOG"),
+        (
+            {
+                let mut c = webhook();
+                c.args(loopback).env("RUST_LOG", "=[bad");
+                c
+            },
+            "RUST_LOG",
+        ),
     ];
     for (mut command, want) in cases {
         let (success, stderr) = run(&mut command);
         assert!(!success, "{command:?} started");
-        assert!(stderr.contains(want), "{command:?}: want {want:?} in\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "{command:?}: want {want:?} in\n{stderr}"
+        );
     }
 }
 
@@ -801,7 +955,7 @@ async fn the_binary_serves_and_exits_0_on_sigterm() {
     let (https, https_addr) = listener().await;
     let (metrics, metrics_addr) = listener().await;
     drop((https, metrics));
-    let mut child = tokio::process::Command::from({
+    let child = tokio::process::Command::from({
         let mut c = webhook();
         c.arg(format!("--listen={https_addr}"))
             .env("AKV_WEBHOOK_METRICS_LISTEN", metrics_addr.to_string())
@@ -835,7 +989,10 @@ async fn the_binary_serves_and_exits_0_on_sigterm() {
     assert_eq!(status, StatusCode::OK);
 
     let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
         .await
@@ -848,6 +1005,12 @@ async fn the_binary_serves_and_exits_0_on_sigterm() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     let messages: Vec<&str> = logs.iter().filter_map(|l| l["message"].as_str()).collect();
-    assert!(messages.iter().any(|m| m.contains("self-signed")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("SIGTERM")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("self-signed")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("SIGTERM")),
+        "{messages:?}"
+    );
 }

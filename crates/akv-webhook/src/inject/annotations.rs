@@ -55,7 +55,9 @@ pub enum AnnotationError {
     Reference { key: String, reason: ReferenceError },
     #[error("annotation {key}: '{name}' is not a valid environment variable name: use letters, digits and '_', not starting with a digit")]
     EnvName { key: String, name: String },
-    #[error("annotation {key}: AKV_INJECTOR_* variables are reserved for the webhook's own settings")]
+    #[error(
+        "annotation {key}: AKV_INJECTOR_* variables are reserved for the webhook's own settings"
+    )]
     ReservedEnvName { key: String },
     #[error("annotation {CONTAINERS}: '{0}' is not a list of container names: write names separated by commas, e.g. app,worker")]
     Containers(String),
@@ -77,16 +79,19 @@ impl PodConfig {
             };
             match key.as_str() {
                 VAULT => {
-                    let vault = VaultUrl::parse_spec(value).map_err(|reason| AnnotationError::Vault {
-                        key: key.clone(),
-                        reason,
-                    })?;
+                    let vault =
+                        VaultUrl::parse_spec(value).map_err(|reason| AnnotationError::Vault {
+                            key: key.clone(),
+                            reason,
+                        })?;
                     config.vault = Some(vault);
                 }
                 CONTAINERS => config.containers = Some(parse_containers(value)?),
                 CLIENT_ID => config.client_id = Some(settings::parse_guid(value).map_err(setting)?),
                 TENANT_ID => config.tenant_id = Some(parse_tenant(value)?),
-                IGNORE_MISSING => config.ignore_missing = Some(settings::parse_bool(value).map_err(setting)?),
+                IGNORE_MISSING => {
+                    config.ignore_missing = Some(settings::parse_bool(value).map_err(setting)?)
+                }
                 TIMEOUT => config.timeout = Some(settings::parse_timeout(value).map_err(setting)?),
                 STATUS_ANNOTATION => {}
                 _ => match key.strip_prefix(ENV_PREFIX) {
@@ -112,7 +117,9 @@ fn parse_env(key: &str, name: &str, value: &str) -> Result<AnnotatedEnv, Annotat
         });
     }
     if name.starts_with(akv_core::settings::ENV_PREFIX) {
-        return Err(AnnotationError::ReservedEnvName { key: key.to_string() });
+        return Err(AnnotationError::ReservedEnvName {
+            key: key.to_string(),
+        });
     }
     let value = value.trim();
     let value = if value.starts_with(akv_core::reference::PREFIX) || value.contains("${akv:") {
@@ -160,7 +167,8 @@ fn is_dns_label(s: &str) -> bool {
         && s.len() <= 63
         && !s.starts_with('-')
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn parse_tenant(value: &str) -> Result<String, AnnotationError> {
@@ -183,7 +191,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<PodConfig, String> {
-        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         PodConfig::parse(&map).map_err(|e| e.to_string())
     }
 
@@ -192,25 +203,41 @@ mod tests {
         let config = parse(&[
             ("akv-injector.io/vault", "my-vault"),
             ("akv-injector.io/containers", "app, worker,app"),
-            ("akv-injector.io/client-id", "00000000-0000-0000-0000-0000000000AA"),
+            (
+                "akv-injector.io/client-id",
+                "00000000-0000-0000-0000-0000000000AA",
+            ),
             ("akv-injector.io/tenant-id", "contoso.onmicrosoft.com"),
             ("akv-injector.io/ignore-missing", "true"),
             ("akv-injector.io/timeout", "1m30s"),
             ("akv-injector.io/env.DB_PASSWORD", "db-password"),
             ("akv-injector.io/env.API_KEY", "akv://other-vault/api-key"),
-            ("akv-injector.io/env.DSN", "postgres://u:${akv:db-password}@db/app"),
+            (
+                "akv-injector.io/env.DSN",
+                "postgres://u:${akv:db-password}@db/app",
+            ),
             ("akv-injector.io/status", "injected"),
             ("akv-injector.io/vualt", "typo"),
             ("app.kubernetes.io/name", "web"),
         ])
         .expect("valid annotations");
-        assert_eq!(config.vault.map(|v| v.url()), Some("https://my-vault.vault.azure.net".into()));
+        assert_eq!(
+            config.vault.map(|v| v.url()),
+            Some("https://my-vault.vault.azure.net".into())
+        );
         assert_eq!(config.containers, Some(vec!["app".into(), "worker".into()]));
-        assert_eq!(config.client_id.as_deref(), Some("00000000-0000-0000-0000-0000000000aa"));
+        assert_eq!(
+            config.client_id.as_deref(),
+            Some("00000000-0000-0000-0000-0000000000aa")
+        );
         assert_eq!(config.tenant_id.as_deref(), Some("contoso.onmicrosoft.com"));
         assert_eq!(config.ignore_missing, Some(true));
         assert_eq!(config.timeout, Some(Duration::from_secs(90)));
-        let env: Vec<(&str, &str)> = config.env.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect();
+        let env: Vec<(&str, &str)> = config
+            .env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(
             env,
             [
@@ -244,7 +271,11 @@ mod tests {
             ("akv-injector.io/env.DB", "x${akv:db", "annotation akv-injector.io/env.DB: '${akv:' at byte 1 is not closed: write ${akv:NAME}"),
         ];
         for (key, value, want) in cases {
-            assert_eq!(parse(&[(key, value)]).expect_err(key), *want, "{key}={value}");
+            assert_eq!(
+                parse(&[(key, value)]).expect_err(key),
+                *want,
+                "{key}={value}"
+            );
         }
     }
 }

@@ -37,29 +37,68 @@ mod tests {
     }
 
     /// ENTRYPOINT, CMD, the spec's args, and the argv they make.
-    type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], Option<&'a [&'a str]>);
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+        Option<&'a [&'a str]>,
+    );
 
     #[test]
     fn docker_rules() {
         let cases: &[Case] = &[
             // entrypoint, cmd, spec args => argv
-            (&["/bin/app"], &["--serve"], &[], Some(&["/bin/app", "--serve"])),
-            (&["/bin/app"], &["--serve"], &["--debug"], Some(&["/bin/app", "--debug"])),
+            (
+                &["/bin/app"],
+                &["--serve"],
+                &[],
+                Some(&["/bin/app", "--serve"]),
+            ),
+            (
+                &["/bin/app"],
+                &["--serve"],
+                &["--debug"],
+                Some(&["/bin/app", "--debug"]),
+            ),
             (&["/bin/app"], &[], &[], Some(&["/bin/app"])),
-            (&[], &["nginx", "-g", "daemon off;"], &[], Some(&["nginx", "-g", "daemon off;"])),
-            (&[], &["nginx"], &["sh", "-c", "x"], Some(&["sh", "-c", "x"])),
+            (
+                &[],
+                &["nginx", "-g", "daemon off;"],
+                &[],
+                Some(&["nginx", "-g", "daemon off;"]),
+            ),
+            (
+                &[],
+                &["nginx"],
+                &["sh", "-c", "x"],
+                Some(&["sh", "-c", "x"]),
+            ),
             (&[], &[], &["/bin/app"], Some(&["/bin/app"])),
             (&[], &[], &[], None),
             // The kubelet expands $(VAR) in the spec's args but not in the image's argv.
-            (&["/bin/sh", "-c"], &["echo $(date) $HOME"], &[], Some(&["/bin/sh", "-c", "echo $$(date) $$HOME"])),
-            (&["/run-$(X)"], &[], &["$(PORT)"], Some(&["/run-$$(X)", "$(PORT)"])),
+            (
+                &["/bin/sh", "-c"],
+                &["echo $(date) $HOME"],
+                &[],
+                Some(&["/bin/sh", "-c", "echo $$(date) $$HOME"]),
+            ),
+            (
+                &["/run-$(X)"],
+                &[],
+                &["$(PORT)"],
+                Some(&["/run-$$(X)", "$(PORT)"]),
+            ),
         ];
         for (entrypoint, cmd, args, want) in cases {
             let image = ImageConfig {
                 entrypoint: v(entrypoint),
                 cmd: v(cmd),
             };
-            assert_eq!(image.argv(&v(args)), want.map(v), "{entrypoint:?} {cmd:?} {args:?}");
+            assert_eq!(
+                image.argv(&v(args)),
+                want.map(v),
+                "{entrypoint:?} {cmd:?} {args:?}"
+            );
         }
     }
 }

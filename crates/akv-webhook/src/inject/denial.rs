@@ -11,7 +11,10 @@ pub enum Denial {
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
     #[error("{place}: {source}")]
-    BadReference { place: String, source: ReferenceError },
+    BadReference {
+        place: String,
+        source: ReferenceError,
+    },
     #[error("{place}: '{reference}' names no vault and the pod has no akv-injector.io/vault annotation: write akv://VAULT/NAME or add the annotation")]
     NoVault { place: String, reference: String },
     #[error("{place}: {source}")]

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use akv_core::settings;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -19,8 +19,8 @@ use super::argv::ImageConfig;
 use super::denial::Denial;
 use super::plan::{ArgvSource, ContainerKind, Plan, Target};
 use super::{
-    InjectSettings, ENV_BINARY, IMAGE_BINARY, INSTALL_CONTAINER, MOUNT_PATH, STATUS_ANNOTATION, STATUS_INJECTED,
-    VOLUME_NAME,
+    InjectSettings, ENV_BINARY, IMAGE_BINARY, INSTALL_CONTAINER, MOUNT_PATH, STATUS_ANNOTATION,
+    STATUS_INJECTED, VOLUME_NAME,
 };
 
 /// The result of a successful injection.
@@ -54,14 +54,31 @@ pub fn mutate(
     }
 
     let has_volumes = spec.is_some_and(|s| s.volumes.is_some());
-    append(&mut ops, &["spec", "volumes"], has_volumes, to_value(&volume()));
+    append(
+        &mut ops,
+        &["spec", "volumes"],
+        has_volumes,
+        to_value(&volume()),
+    );
     // Inserted last: the operations above use the original init container indexes.
     match spec.and_then(|s| s.init_containers.as_ref()) {
-        Some(_) => add(&mut ops, &["spec", "initContainers", "0"], to_value(&install_container(settings))),
-        None => add(&mut ops, &["spec", "initContainers"], Value::Array(vec![to_value(&install_container(settings))])),
+        Some(_) => add(
+            &mut ops,
+            &["spec", "initContainers", "0"],
+            to_value(&install_container(settings)),
+        ),
+        None => add(
+            &mut ops,
+            &["spec", "initContainers"],
+            Value::Array(vec![to_value(&install_container(settings))]),
+        ),
     }
     match &pod.metadata.annotations {
-        Some(_) => add(&mut ops, &["metadata", "annotations", STATUS_ANNOTATION], STATUS_INJECTED.into()),
+        Some(_) => add(
+            &mut ops,
+            &["metadata", "annotations", STATUS_ANNOTATION],
+            STATUS_INJECTED.into(),
+        ),
         None => add(
             &mut ops,
             &["metadata", "annotations"],
@@ -74,7 +91,10 @@ pub fn mutate(
     })
 }
 
-fn original_argv(target: &Target, images: &BTreeMap<String, Result<ImageConfig, String>>) -> Result<Vec<String>, Denial> {
+fn original_argv(
+    target: &Target,
+    images: &BTreeMap<String, Result<ImageConfig, String>>,
+) -> Result<Vec<String>, Denial> {
     match &target.argv {
         ArgvSource::Explicit(argv) => Ok(argv.clone()),
         ArgvSource::Image { image, args } => {
@@ -106,11 +126,18 @@ fn settings_env(plan: &Plan, settings: &InjectSettings) -> Vec<EnvVar> {
         (settings::ENV_VAULT, config.vault.as_ref().map(|v| v.url())),
         (settings::ENV_CLIENT_ID, config.client_id.clone()),
         (settings::ENV_TENANT_ID, config.tenant_id.clone()),
-        (settings::ENV_IGNORE_MISSING, config.ignore_missing.map(|b| b.to_string())),
-        (settings::ENV_TIMEOUT, config.timeout.map(settings::format_duration)),
+        (
+            settings::ENV_IGNORE_MISSING,
+            config.ignore_missing.map(|b| b.to_string()),
+        ),
+        (
+            settings::ENV_TIMEOUT,
+            config.timeout.map(settings::format_duration),
+        ),
         (
             settings::ENV_ALLOW_VAULT_HOSTS,
-            (!settings.allow_vault_hosts.is_default()).then(|| settings.allow_vault_hosts.to_list()),
+            (!settings.allow_vault_hosts.is_default())
+                .then(|| settings.allow_vault_hosts.to_list()),
         ),
     ];
     pairs
@@ -146,9 +173,19 @@ fn wrap_container(
         read_only: Some(true),
         ..Default::default()
     };
-    append(ops, &field("volumeMounts"), container.volume_mounts.is_some(), to_value(&mount));
+    append(
+        ops,
+        &field("volumeMounts"),
+        container.volume_mounts.is_some(),
+        to_value(&mount),
+    );
 
-    let existing: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    let existing: Vec<&str> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
     let annotated = plan
         .config
         .env
@@ -187,7 +224,11 @@ fn install_container(settings: &InjectSettings) -> Container {
         name: INSTALL_CONTAINER.to_string(),
         image: Some(settings.env_image.clone()),
         image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(vec![IMAGE_BINARY.to_string(), "install".to_string(), MOUNT_PATH.to_string()]),
+        command: Some(vec![
+            IMAGE_BINARY.to_string(),
+            "install".to_string(),
+            MOUNT_PATH.to_string(),
+        ]),
         volume_mounts: Some(vec![VolumeMount {
             name: VOLUME_NAME.to_string(),
             mount_path: MOUNT_PATH.to_string(),

@@ -98,7 +98,11 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
     let mut warnings: Vec<String> = config
         .unknown
         .iter()
-        .map(|key| format!("annotation {key} is not one akv-injector knows and is ignored; check its spelling"))
+        .map(|key| {
+            format!(
+                "annotation {key} is not one akv-injector knows and is ignored; check its spelling"
+            )
+        })
         .collect();
     for s in &scanned {
         if !s.references.is_empty() && !selected.iter().any(|(id, _)| id == &s.id) {
@@ -117,7 +121,9 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
     }
 
     if let Some(vault) = &config.vault {
-        policy.check(vault).map_err(Denial::DefaultVaultNotAllowed)?;
+        policy
+            .check(vault)
+            .map_err(Denial::DefaultVaultNotAllowed)?;
     }
     check_names_free(spec)?;
     let mut targets = Vec::new();
@@ -170,7 +176,11 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
 /// Every init and app container, with the references in its env values, command and args.
 /// A value that starts with `akv:` or holds `${akv:` and does not parse is a denial.
 fn scan_containers(spec: &PodSpec) -> Result<Vec<Scanned<'_>>, Denial> {
-    let init = spec.init_containers.iter().flatten().map(|c| (ContainerKind::Init, c));
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (ContainerKind::Init, c));
     let app = spec.containers.iter().map(|c| (ContainerKind::App, c));
     let mut counters = [0usize; 2];
     let mut out = Vec::new();
@@ -240,13 +250,20 @@ fn select(scanned: &[Scanned<'_>], config: &PodConfig) -> Result<Vec<(ContainerI
         }
         None => Ok(scanned
             .iter()
-            .filter(|s| !s.references.is_empty() || (s.id.kind == ContainerKind::App && config.has_env()))
+            .filter(|s| {
+                !s.references.is_empty() || (s.id.kind == ContainerKind::App && config.has_env())
+            })
             .map(|s| (s.id.clone(), false))
             .collect()),
     }
 }
 
-fn check_vault(place: &str, reference: &Reference, config: &PodConfig, policy: &HostPolicy) -> Result<(), Denial> {
+fn check_vault(
+    place: &str,
+    reference: &Reference,
+    config: &PodConfig,
+    policy: &HostPolicy,
+) -> Result<(), Denial> {
     let vault = match (reference.vault(), &config.vault) {
         (Some(named), _) => VaultUrl::from_ref(named),
         (None, Some(default)) => default.clone(),
@@ -257,10 +274,12 @@ fn check_vault(place: &str, reference: &Reference, config: &PodConfig, policy: &
             })
         }
     };
-    policy.check(&vault).map_err(|source| Denial::VaultNotAllowed {
-        place: place.to_string(),
-        source,
-    })
+    policy
+        .check(&vault)
+        .map_err(|source| Denial::VaultNotAllowed {
+            place: place.to_string(),
+            source,
+        })
 }
 
 fn check_names_free(spec: &PodSpec) -> Result<(), Denial> {
@@ -269,7 +288,11 @@ fn check_names_free(spec: &PodSpec) -> Result<(), Denial> {
             what: format!("a volume named '{VOLUME_NAME}'"),
         });
     }
-    let all = spec.init_containers.iter().flatten().chain(&spec.containers);
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
     if all.clone().any(|c| c.name == INSTALL_CONTAINER) {
         return Err(Denial::NameTaken {
             what: format!("a container named '{INSTALL_CONTAINER}'"),
@@ -290,9 +313,11 @@ fn check_container_free(id: &ContainerId, container: &Container) -> Result<(), D
             var: env.name.clone(),
         });
     }
-    let mounted = container.volume_mounts.iter().flatten().any(|m| {
-        m.mount_path.trim_end_matches('/') == MOUNT_PATH
-    });
+    let mounted = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path.trim_end_matches('/') == MOUNT_PATH);
     if mounted {
         return Err(Denial::NameTaken {
             what: format!("a volume mount at {MOUNT_PATH} in {id}"),
