@@ -59,7 +59,13 @@ pub enum Part {
 
 impl Part {
     /// Every part, in the order the grammar lists them.
-    pub const ALL: [Part; 5] = [Part::Value, Part::Cert, Part::Key, Part::Chain, Part::Pubkey];
+    pub const ALL: [Part; 5] = [
+        Part::Value,
+        Part::Cert,
+        Part::Key,
+        Part::Chain,
+        Part::Pubkey,
+    ];
 
     /// The word written after `#`.
     pub fn as_str(self) -> &'static str {
@@ -123,7 +129,9 @@ impl ObjectKind {
 pub enum ReferenceError {
     #[error("a reference starts with 'akv:', e.g. akv:db-password")]
     MissingPrefix,
-    #[error("the object name is missing: write akv:NAME or akv://VAULT/NAME, e.g. akv:db-password")]
+    #[error(
+        "the object name is missing: write akv:NAME or akv://VAULT/NAME, e.g. akv:db-password"
+    )]
     EmptyName,
     #[error("object name is {0} characters long; Key Vault object names have 1 to 127")]
     NameTooLong(usize),
@@ -257,7 +265,9 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s.strip_prefix(PREFIX).ok_or(ReferenceError::MissingPrefix)?;
+        let body = s
+            .strip_prefix(PREFIX)
+            .ok_or(ReferenceError::MissingPrefix)?;
         Reference::parse_body(body)
     }
 }
@@ -307,7 +317,10 @@ fn check_name(name: &str) -> Result<(), ReferenceError> {
     if name.is_empty() {
         return Err(ReferenceError::EmptyName);
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
         return Err(ReferenceError::BadNameChar {
             name: name.to_string(),
             found: CharDesc(c),
@@ -375,24 +388,68 @@ mod tests {
         let long = "a".repeat(127);
         let cases: Vec<(String, Reference)> = vec![
             ("akv:db".into(), r(None, "db", None, Part::Value)),
-            ("akv:db-password".into(), r(None, "db-password", None, Part::Value)),
-            ("akv:DB-Password-2".into(), r(None, "DB-Password-2", None, Part::Value)),
+            (
+                "akv:db-password".into(),
+                r(None, "db-password", None, Part::Value),
+            ),
+            (
+                "akv:DB-Password-2".into(),
+                r(None, "DB-Password-2", None, Part::Value),
+            ),
             ("akv:db#value".into(), r(None, "db", None, Part::Value)),
             (format!("akv:db/{V}"), r(None, "db", Some(V), Part::Value)),
-            (format!("akv:db/{}", V.to_uppercase()), r(None, "db", Some(&V.to_uppercase()), Part::Value)),
+            (
+                format!("akv:db/{}", V.to_uppercase()),
+                r(None, "db", Some(&V.to_uppercase()), Part::Value),
+            ),
             ("akv:tls#cert".into(), r(None, "tls", None, Part::Cert)),
             ("akv:tls#key".into(), r(None, "tls", None, Part::Key)),
             ("akv:tls#chain".into(), r(None, "tls", None, Part::Chain)),
-            ("akv:signing#pubkey".into(), r(None, "signing", None, Part::Pubkey)),
-            (format!("akv:tls/{V}#chain"), r(None, "tls", Some(V), Part::Chain)),
-            ("akv://my-vault/db".into(), r(name("my-vault"), "db", None, Part::Value)),
-            ("akv://My-Vault/db".into(), r(name("my-vault"), "db", None, Part::Value)),
-            (format!("akv://kv1/db/{V}"), r(name("kv1"), "db", Some(V), Part::Value)),
-            (format!("akv://kv1/tls/{V}#key"), r(name("kv1"), "tls", Some(V), Part::Key)),
-            ("akv://my-vault.vault.azure.cn/db".into(), r(host("my-vault.vault.azure.cn"), "db", None, Part::Value)),
-            ("akv://kv.privatelink.vaultcore.azure.net/db#value".into(), r(host("kv.privatelink.vaultcore.azure.net"), "db", None, Part::Value)),
-            ("akv://127.0.0.1:8443/db".into(), r(host("127.0.0.1:8443"), "db", None, Part::Value)),
-            ("akv://abcdefghijklmnopqrstuvwx/db".into(), r(name("abcdefghijklmnopqrstuvwx"), "db", None, Part::Value)),
+            (
+                "akv:signing#pubkey".into(),
+                r(None, "signing", None, Part::Pubkey),
+            ),
+            (
+                format!("akv:tls/{V}#chain"),
+                r(None, "tls", Some(V), Part::Chain),
+            ),
+            (
+                "akv://my-vault/db".into(),
+                r(name("my-vault"), "db", None, Part::Value),
+            ),
+            (
+                "akv://My-Vault/db".into(),
+                r(name("my-vault"), "db", None, Part::Value),
+            ),
+            (
+                format!("akv://kv1/db/{V}"),
+                r(name("kv1"), "db", Some(V), Part::Value),
+            ),
+            (
+                format!("akv://kv1/tls/{V}#key"),
+                r(name("kv1"), "tls", Some(V), Part::Key),
+            ),
+            (
+                "akv://my-vault.vault.azure.cn/db".into(),
+                r(host("my-vault.vault.azure.cn"), "db", None, Part::Value),
+            ),
+            (
+                "akv://kv.privatelink.vaultcore.azure.net/db#value".into(),
+                r(
+                    host("kv.privatelink.vaultcore.azure.net"),
+                    "db",
+                    None,
+                    Part::Value,
+                ),
+            ),
+            (
+                "akv://127.0.0.1:8443/db".into(),
+                r(host("127.0.0.1:8443"), "db", None, Part::Value),
+            ),
+            (
+                "akv://abcdefghijklmnopqrstuvwx/db".into(),
+                r(name("abcdefghijklmnopqrstuvwx"), "db", None, Part::Value),
+            ),
             (format!("akv:{long}"), r(None, &long, None, Part::Value)),
         ];
         for (input, want) in cases {
@@ -448,7 +505,10 @@ mod tests {
         for (input, shown) in [
             ("akv:db#value", "akv:db"),
             ("akv://My-Vault/db", "akv://my-vault/db"),
-            ("akv://KV.Vault.Azure.Net/db#cert", "akv://kv.vault.azure.net/db#cert"),
+            (
+                "akv://KV.Vault.Azure.Net/db#cert",
+                "akv://kv.vault.azure.net/db#cert",
+            ),
         ] {
             let parsed: Reference = input.parse().expect(input);
             assert_eq!(parsed.to_string(), shown);
@@ -468,18 +528,26 @@ mod tests {
         let vault = prop_oneof![
             Just(None),
             "[a-z0-9][a-z0-9-]{1,22}[a-z0-9]".prop_map(|s| Some(VaultRef::Name(s))),
-            ("[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){1,3}", proptest::option::of(1u16..))
+            (
+                "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){1,3}",
+                proptest::option::of(1u16..)
+            )
                 .prop_map(|(h, p)| Some(VaultRef::Host(match p {
                     Some(p) => format!("{h}:{p}"),
                     None => h,
                 }))),
         ];
         let part = proptest::sample::select(Part::ALL.to_vec());
-        (vault, "[0-9A-Za-z-]{1,127}", proptest::option::of("[0-9a-fA-F]{32}"), part).prop_map(
-            |(vault, name, version, part)| {
-                Reference::new(vault, &name, version.as_deref(), part).expect("generated reference is valid")
-            },
+        (
+            vault,
+            "[0-9A-Za-z-]{1,127}",
+            proptest::option::of("[0-9a-fA-F]{32}"),
+            part,
         )
+            .prop_map(|(vault, name, version, part)| {
+                Reference::new(vault, &name, version.as_deref(), part)
+                    .expect("generated reference is valid")
+            })
     }
 
     proptest! {

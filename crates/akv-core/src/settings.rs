@@ -29,7 +29,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// A setting that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SettingError {
-    #[error("'{0}' is not a duration: write a number and a unit (ms, s, m, h), e.g. 30s, 2m or 1m30s")]
+    #[error(
+        "'{0}' is not a duration: write a number and a unit (ms, s, m, h), e.g. 30s, 2m or 1m30s"
+    )]
     BadDuration(String),
     #[error("'{0}' is out of range: the timeout must be between 1s and 1h")]
     DurationOutOfRange(String),
@@ -128,8 +130,22 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
         }
-        for bad in ["", "30", "s", "1.5s", "-1s", "30 s", "1d", "10sec", "9999999999s"] {
-            assert_eq!(parse_duration(bad), Err(SettingError::BadDuration(bad.into())), "{bad}");
+        for bad in [
+            "",
+            "30",
+            "s",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "1d",
+            "10sec",
+            "9999999999s",
+        ] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(SettingError::BadDuration(bad.into())),
+                "{bad}"
+            );
         }
     }
 
@@ -139,10 +155,16 @@ mod tests {
         for bad in ["0s", "500ms", "2h"] {
             assert_eq!(
                 parse_timeout(bad).map_err(|e| e.to_string()),
-                Err(format!("'{bad}' is out of range: the timeout must be between 1s and 1h"))
+                Err(format!(
+                    "'{bad}' is out of range: the timeout must be between 1s and 1h"
+                ))
             );
         }
-        for d in [Duration::from_secs(60), Duration::from_millis(1500), Duration::ZERO] {
+        for d in [
+            Duration::from_secs(60),
+            Duration::from_millis(1500),
+            Duration::ZERO,
+        ] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
     }
@@ -156,7 +178,12 @@ mod tests {
         }
         let guid = "0A1b2c3d-0000-4000-8000-00000000000F";
         assert_eq!(parse_guid(guid), Ok(guid.to_ascii_lowercase()));
-        for bad in ["", "abc", "0a1b2c3d00004000800000000000000f", "0a1b2c3d-0000-4000-8000-00000000000g"] {
+        for bad in [
+            "",
+            "abc",
+            "0a1b2c3d00004000800000000000000f",
+            "0a1b2c3d-0000-4000-8000-00000000000g",
+        ] {
             assert!(parse_guid(bad).is_err(), "{bad}");
         }
     }

@@ -109,9 +109,15 @@ mod tests {
             ("akv:db", &["akv:db"]),
             ("akv://kv1/db#value", &["akv://kv1/db"]),
             ("${akv:db}", &["akv:db"]),
-            ("postgres://app:${akv:db-password}@db:5432/app", &["akv:db-password"]),
+            (
+                "postgres://app:${akv:db-password}@db:5432/app",
+                &["akv:db-password"],
+            ),
             ("${akv:user}:${akv:pass}", &["akv:user", "akv:pass"]),
-            ("a${akv://kv1/a}b${akv:b#cert}c${akv:a}", &["akv://kv1/a", "akv:b#cert", "akv:a"]),
+            (
+                "a${akv://kv1/a}b${akv:b#cert}c${akv:a}",
+                &["akv://kv1/a", "akv:b#cert", "akv:a"],
+            ),
             ("$${akv:x}", &["akv:x"]),
         ];
         for (value, want) in cases {
@@ -141,10 +147,18 @@ mod tests {
         let t = Template::scan("u=${akv:user};p=${akv:pass};u=${akv:user}")
             .expect("valid")
             .expect("has references");
-        let out = t.render(|r| if r.name() == "user" { "alice" } else { "s3cr3t" });
+        let out = t.render(|r| {
+            if r.name() == "user" {
+                "alice"
+            } else {
+                "s3cr3t"
+            }
+        });
         assert_eq!(out, "u=alice;p=s3cr3t;u=alice");
 
-        let whole = Template::scan("akv:x").expect("valid").expect("has references");
+        let whole = Template::scan("akv:x")
+            .expect("valid")
+            .expect("has references");
         assert_eq!(whole.render(|_| "v"), "v");
     }
 }

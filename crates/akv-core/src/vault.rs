@@ -94,7 +94,8 @@ impl fmt::Display for VaultUrl {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Which vault hosts may receive a Key Vault token: the Key Vault suffixes, plus the
@@ -124,7 +125,11 @@ impl HostPolicy {
                 return Err(VaultError::BadAllowEntry(entry.to_string()));
             }
             let normal = bare.to_ascii_lowercase();
-            extra.push(if host.is_some() { format!(".{normal}") } else { normal });
+            extra.push(if host.is_some() {
+                format!(".{normal}")
+            } else {
+                normal
+            });
         }
         Ok(HostPolicy { extra })
     }
@@ -177,8 +182,14 @@ mod tests {
             ("my-vault", "https://my-vault.vault.azure.net"),
             ("My-Vault", "https://my-vault.vault.azure.net"),
             ("my-vault.vault.azure.cn", "https://my-vault.vault.azure.cn"),
-            ("https://my-vault.vault.azure.net", "https://my-vault.vault.azure.net"),
-            ("https://my-vault.vault.azure.net/", "https://my-vault.vault.azure.net"),
+            (
+                "https://my-vault.vault.azure.net",
+                "https://my-vault.vault.azure.net",
+            ),
+            (
+                "https://my-vault.vault.azure.net/",
+                "https://my-vault.vault.azure.net",
+            ),
             ("HTTPS://KV.vault.azure.net", "https://kv.vault.azure.net"),
             ("https://localhost:8443", "https://localhost:8443"),
             (" kv1 ", "https://kv1.vault.azure.net"),
@@ -208,7 +219,8 @@ mod tests {
 
     #[test]
     fn host_policy() {
-        let policy = HostPolicy::new(["localhost", ".example.com", "*.corp.internal"]).expect("valid");
+        let policy =
+            HostPolicy::new(["localhost", ".example.com", "*.corp.internal"]).expect("valid");
         let allowed = [
             "https://kv.vault.azure.net",
             "https://kv.vault.azure.cn",

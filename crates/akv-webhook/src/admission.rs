@@ -52,6 +52,17 @@ pub struct Reviewed {
     pub outcome: Outcome,
     /// Size in bytes of the JSONPatch (0 when there is none).
     pub patch_bytes: usize,
+    /// Which request and pod this was, for logs.
+    pub subject: Subject,
+}
+
+/// What a review was about: enough to find it in the API server's audit log, never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub uid: String,
+    pub namespace: String,
+    /// The pod's name, or its `generateName` followed by `*` when it has no name yet.
+    pub pod: String,
 }
 
 /// A request body that is not an AdmissionReview v1 for a Pod: answered with HTTP 400.
@@ -87,8 +98,18 @@ impl Admission {
     /// Answers one review. `Err` only for a body that is not an AdmissionReview for a Pod.
     pub async fn review(&self, body: &[u8]) -> Result<Reviewed, BadRequest> {
         let request = decode(body)?;
+        let mut subject = Subject {
+            uid: request.uid.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            pod: request.name.clone(),
+        };
         let (response, outcome, patch_bytes) = match pod_of(&request) {
-            Ok(pod) => self.admit(&request, &pod).await,
+            Ok(pod) => {
+                if subject.pod.is_empty() {
+                    subject.pod = pod_name(&pod);
+                }
+                self.admit(&request, &pod).await
+            }
             Err(reason) => {
                 let mut response = AdmissionResponse::from(&request).deny(reason);
                 response.allowed = false;
@@ -100,6 +121,7 @@ impl Admission {
             body,
             outcome,
             patch_bytes,
+            subject,
         })
     }
 
@@ -173,6 +195,33 @@ fn encode(response: AdmissionResponse) -> Result<Vec<u8>, BadRequest> {
     serde_json::to_vec(&review).map_err(failed)
 }
 
+/// The pod's name, or `generateName*` for a pod a controller is creating.
+fn pod_name(pod: &Pod) -> String {
+    match (&pod.metadata.name, &pod.metadata.generate_name) {
+        (Some(name), _) => name.clone(),
+        (None, Some(prefix)) => format!("{prefix}*"),
+        (None, None) => String::new(),
+    }
+}
+
+/// A serde error's message without the quoted input it may echo: a pod's env values can
+/// be anything, and these messages reach logs and users.
+fn redacted(error: &serde_json::Error) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in error.to_string().chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether the webhook should look at this pod at all: a CREATE of a pod that is not
 /// opted out and not injected already (reinvocation is a no-op).
 fn needs_injection(request: &AdmissionRequest<DynamicObject>, pod: &Pod) -> bool {
@@ -203,7 +252,7 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadRequest::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(redacted(&e)))?;
     let field = |name: &str| {
         value
             .get(name)
@@ -219,7 +268,7 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
         return Err(BadRequest::NoRequest);
     }
     let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| BadRequest::Malformed(e.to_string()))?;
+        serde_json::from_value(value).map_err(|e| BadRequest::Malformed(redacted(&e)))?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| BadRequest::NoRequest)?;
     let gvk = &request.kind;
@@ -246,6 +295,133 @@ fn pod_of(request: &AdmissionRequest<DynamicObject>) -> Result<Pod, String> {
     let object = request.object.as_ref().ok_or_else(|| {
         "the review carries no object: akv-injector only handles pod CREATE".to_string()
     })?;
-    let value = serde_json::to_value(object).map_err(|e| format!("the pod cannot be read: {e}"))?;
-    serde_json::from_value(value).map_err(|e| format!("the object is not a valid Pod: {e}"))
+    let value = serde_json::to_value(object)
+        .map_err(|e| format!("the pod cannot be read: {}", redacted(&e)))?;
+    serde_json::from_value(value)
+        .map_err(|e| format!("the object is not a valid Pod: {}", redacted(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::NoLookup;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn admission() -> Admission {
+        let settings = InjectSettings {
+            env_image: "akv-injector:test".to_string(),
+            allow_vault_hosts: akv_core::HostPolicy::default(),
+        };
+        Admission::new(settings, Arc::new(NoLookup))
+    }
+
+    fn review(kind: Value, object: Value) -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": kind,
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": object,
+            }
+        })
+    }
+
+    fn pod_kind() -> Value {
+        json!({"group": "", "version": "v1", "kind": "Pod"})
+    }
+
+    fn run(body: &[u8]) -> Result<Reviewed, BadRequest> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(admission().review(body))
+    }
+
+    #[test]
+    fn requests_that_are_not_reviews_are_bad_requests() {
+        let deployment = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        let mut scale = review(pod_kind(), json!({}));
+        scale["request"]["subResource"] = json!("ephemeralcontainers");
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "empty request body: POST an AdmissionReview (admission.k8s.io/v1) as JSON"),
+            (b" \n".to_vec(), "empty request body: POST an AdmissionReview (admission.k8s.io/v1) as JSON"),
+            (b"{".to_vec(), "request body is not valid JSON: EOF while parsing an object at line 1 column 1"),
+            (b"[1,2]".to_vec(), "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got /"),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#.to_vec(),
+                "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got admission.k8s.io/v1beta1/AdmissionReview",
+            ),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+                "the AdmissionReview has no request",
+            ),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":1}}"#.to_vec(),
+                "the AdmissionReview is malformed",
+            ),
+            (
+                serde_json::to_vec(&review(deployment, json!({}))).expect("json"),
+                "this webhook handles Pods, but the review is for apps/v1/Deployment: check the MutatingWebhookConfiguration's rules",
+            ),
+            (
+                serde_json::to_vec(&scale).expect("json"),
+                "this webhook handles Pods, but the review is for core/v1/Pod (subresource ephemeralcontainers)",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = run(&body).expect_err(&String::from_utf8_lossy(&body));
+            assert!(err.to_string().starts_with(want), "{err} != {want}");
+        }
+    }
+
+    #[test]
+    fn an_object_that_is_not_a_pod_is_an_admission_error() {
+        for object in [Value::Null, json!({"spec": {"containers": "web"}})] {
+            let body = serde_json::to_vec(&review(pod_kind(), object)).expect("json");
+            let reviewed = run(&body).expect("a review");
+            assert_eq!(reviewed.outcome, Outcome::Invalid);
+            let answer: Value = serde_json::from_slice(&reviewed.body).expect("json");
+            assert_eq!(answer["response"]["allowed"], false);
+            assert_eq!(answer["response"]["uid"], "u-1");
+        }
+    }
+
+    #[test]
+    fn errors_do_not_echo_values() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "env": "hunter2"}]}});
+        let body = serde_json::to_vec(&review(pod_kind(), pod)).expect("json");
+        let reviewed = run(&body).expect("a review");
+        let text = String::from_utf8_lossy(&reviewed.body);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("not a valid Pod: invalid type"), "{text}");
+        assert_eq!(reviewed.subject.uid, "u-1");
+        let bad = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"s3cr3t-value","kind":7}}"#;
+        let err = run(bad).expect_err("malformed").to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = run(&body);
+        }
+
+        #[test]
+        fn arbitrary_env_values_never_panic(values in proptest::collection::vec("(akv:|\\$\\{akv:|[a-z$}{/#:])[ -~]{0,40}", 1..6)) {
+            let env: Vec<Value> = values.iter().enumerate().map(|(i, v)| json!({"name": format!("V{i}"), "value": v})).collect();
+            let pod = json!({
+                "metadata": {"name": "p", "annotations": {"akv-injector.io/vault": "kv-1"}},
+                "spec": {"containers": [{"name": "c", "image": "i", "command": ["/a"], "env": env}]}
+            });
+            let reviewed = run(&serde_json::to_vec(&review(pod_kind(), pod)).expect("json"));
+            prop_assert!(reviewed.is_ok());
+        }
+    }
 }

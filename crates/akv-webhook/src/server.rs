@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, BadRequest, InjectSettings};
 use crate::args::Args;
@@ -58,6 +58,11 @@ pub enum ServerError {
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        error: io::Error,
+    },
+    #[error("cannot listen for {name}: {error}")]
+    Signal {
+        name: &'static str,
         error: io::Error,
     },
     #[error("a server task failed: {0}")]
@@ -222,6 +227,9 @@ async fn review(state: &AppState, request: Request) -> Result<Response, ApiError
         .observe_review(reviewed.outcome, elapsed, reviewed.patch_bytes);
     // Never log the body: a pod's env can hold values.
     info!(
+        uid = %reviewed.subject.uid,
+        namespace = %reviewed.subject.namespace,
+        pod = %reviewed.subject.pod,
         outcome = reviewed.outcome.as_str(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         patch_bytes = reviewed.patch_bytes,
@@ -431,6 +439,7 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         log_format: _, // used by telemetry::init, before this
         allow_vault_host,
     } = args;
+    let shutdown = shutdown_signal()?;
     tls::install_default_provider();
     let tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => TlsSource::Files { cert, key },
@@ -469,7 +478,7 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         tuning: Tuning::default(),
     })
     .await?;
-    server.serve(shutdown_signal()).await
+    server.serve(shutdown).await
 }
 
 /// The one place where the admission handler is put together.
@@ -477,33 +486,19 @@ fn admission(settings: InjectSettings) -> Admission {
     Admission::new(settings, Arc::new(NoLookup))
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// Listens for SIGTERM and SIGINT from now on, so that none is missed while starting;
+/// the future completes on the first one.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()>, ServerError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind, name| signal(kind).map_err(|error| ServerError::Signal { name, error });
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = listen(SignalKind::interrupt(), "SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM received"),
+            _ = interrupt.recv() => info!("SIGINT received"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut signals) => {
-                signals.recv().await;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => info!("SIGINT received"),
-        () = terminate => info!("SIGTERM received"),
-    }
+    })
 }
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -586,6 +581,11 @@ async fn serve_connection(
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // TCP probes and port checks.
+                debug!(%peer, "connection closed before the TLS handshake ended");
+                return;
+            }
             Ok(Err(e)) => {
                 // A client that does not trust the certificate (a wrong caBundle) shows here.
                 info!(%peer, error = %e, "TLS handshake failed");

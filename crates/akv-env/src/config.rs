@@ -1,0 +1,248 @@
+//! akv-env's settings, read from its environment (pure: the environment is passed in).
+//!
+//! The webhook passes the pod's settings down as `AKV_INJECTOR_*` variables; Azure
+//! Workload Identity sets the standard `AZURE_*` ones. The pod's annotations win.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use akv_core::settings::{
+    self, DEFAULT_TIMEOUT, ENV_ALLOW_VAULT_HOSTS, ENV_CLIENT_ID, ENV_IGNORE_MISSING, ENV_TENANT_ID,
+    ENV_TIMEOUT, ENV_VAULT,
+};
+use akv_core::{HostPolicy, VaultUrl};
+
+use crate::error::ConfigError;
+
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
+
+/// The environment as a list of pairs, in order.
+pub type Env = Vec<(OsString, OsString)>;
+
+/// akv-env's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvConfig {
+    /// Vault for references that name none (`AKV_INJECTOR_VAULT`).
+    pub default_vault: Option<VaultUrl>,
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// `https://host[:port]/`, from `AZURE_AUTHORITY_HOST`.
+    pub authority_host: String,
+    pub ignore_missing: bool,
+    pub timeout: Duration,
+    pub hosts: HostPolicy,
+}
+
+/// The identity used to read the vaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub token_file: PathBuf,
+    pub authority_host: String,
+}
+
+/// Looks a variable up; empty counts as unset.
+pub fn lookup<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_os_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn text(env: &[(OsString, OsString)], name: &'static str) -> Result<Option<String>, ConfigError> {
+    match lookup(env, name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Some(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+            None => Err(ConfigError::Authority {
+                var: name,
+                value: v.to_string_lossy().into_owned(),
+                reason: "is not valid UTF-8",
+            }),
+        },
+    }
+}
+
+impl EnvConfig {
+    /// Reads and checks every setting. Identity variables are only checked by
+    /// [`EnvConfig::identity`], since a container without references needs none.
+    pub fn from_env(env: &[(OsString, OsString)]) -> Result<Self, ConfigError> {
+        let default_vault = text(env, ENV_VAULT)?
+            .map(|v| {
+                VaultUrl::parse_spec(&v).map_err(|source| ConfigError::Vault {
+                    var: ENV_VAULT,
+                    value: v.clone(),
+                    source,
+                })
+            })
+            .transpose()?;
+        let setting = |var: &'static str, value: &str, source| ConfigError::Setting {
+            var,
+            value: value.to_string(),
+            source,
+        };
+        let client_id = match text(env, ENV_CLIENT_ID)? {
+            Some(v) => Some(settings::parse_guid(&v).map_err(|e| setting(ENV_CLIENT_ID, &v, e))?),
+            None => text(env, AZURE_CLIENT_ID)?,
+        };
+        let tenant_id = match text(env, ENV_TENANT_ID)? {
+            Some(v) => Some(settings::parse_guid(&v).map_err(|e| setting(ENV_TENANT_ID, &v, e))?),
+            None => text(env, AZURE_TENANT_ID)?,
+        };
+        let ignore_missing = match text(env, ENV_IGNORE_MISSING)? {
+            Some(v) => settings::parse_bool(&v).map_err(|e| setting(ENV_IGNORE_MISSING, &v, e))?,
+            None => false,
+        };
+        let timeout = match text(env, ENV_TIMEOUT)? {
+            Some(v) => settings::parse_timeout(&v).map_err(|e| setting(ENV_TIMEOUT, &v, e))?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let hosts = match text(env, ENV_ALLOW_VAULT_HOSTS)? {
+            Some(v) => HostPolicy::from_list(&v).map_err(|source| ConfigError::Vault {
+                var: ENV_ALLOW_VAULT_HOSTS,
+                value: v.clone(),
+                source,
+            })?,
+            None => HostPolicy::default(),
+        };
+        let authority_host = match text(env, AZURE_AUTHORITY_HOST)? {
+            Some(v) => check_authority(&v)?,
+            None => DEFAULT_AUTHORITY_HOST.to_string(),
+        };
+        Ok(EnvConfig {
+            default_vault,
+            client_id,
+            tenant_id,
+            token_file: lookup(env, AZURE_FEDERATED_TOKEN_FILE).map(PathBuf::from),
+            authority_host,
+            ignore_missing,
+            timeout,
+            hosts,
+        })
+    }
+
+    /// The identity, or what is missing.
+    pub fn identity(&self) -> Result<Identity, ConfigError> {
+        Ok(Identity {
+            client_id: self.client_id.clone().ok_or(ConfigError::NoClientId)?,
+            tenant_id: self.tenant_id.clone().ok_or(ConfigError::NoTenantId)?,
+            token_file: self.token_file.clone().ok_or(ConfigError::NoTokenFile)?,
+            authority_host: self.authority_host.clone(),
+        })
+    }
+}
+
+/// `AZURE_AUTHORITY_HOST` must be an https URL with a host and nothing after it.
+fn check_authority(value: &str) -> Result<String, ConfigError> {
+    let bad = |reason| ConfigError::Authority {
+        var: AZURE_AUTHORITY_HOST,
+        value: value.to_string(),
+        reason,
+    };
+    let rest = match value.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case("https://") => &value[8..],
+        _ => return Err(bad("the authority host must be an https:// URL, e.g. https://login.microsoftonline.com/")),
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad("give only https://HOST[:PORT]/, e.g. https://login.microsoftonline.com/"));
+    }
+    Ok(format!("https://{host}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    const C1: &str = "11111111-1111-1111-1111-111111111111";
+    const C2: &str = "22222222-2222-2222-2222-222222222222";
+
+    #[test]
+    fn defaults() {
+        let cfg = EnvConfig::from_env(&env(&[])).expect("empty env is fine");
+        assert_eq!(cfg.default_vault, None);
+        assert_eq!(cfg.timeout, Duration::from_secs(60));
+        assert!(!cfg.ignore_missing);
+        assert!(cfg.hosts.is_default());
+        assert_eq!(cfg.authority_host, DEFAULT_AUTHORITY_HOST);
+        assert_eq!(cfg.identity().unwrap_err().to_string().split(':').next(), Some("no workload identity client id"));
+    }
+
+    #[test]
+    fn pod_settings_win_over_azure_variables() {
+        let cfg = EnvConfig::from_env(&env(&[
+            ("AZURE_CLIENT_ID", C1),
+            ("AZURE_TENANT_ID", C1),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            ("AKV_INJECTOR_CLIENT_ID", &C2.to_uppercase()),
+            ("AKV_INJECTOR_TENANT_ID", C2),
+            ("AKV_INJECTOR_VAULT", "https://kv1.vault.azure.net"),
+            ("AKV_INJECTOR_IGNORE_MISSING", "true"),
+            ("AKV_INJECTOR_TIMEOUT", "1m30s"),
+            ("AKV_INJECTOR_ALLOW_VAULT_HOSTS", "localhost,.example.com"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.default_vault.as_ref().map(|v| v.url()), Some("https://kv1.vault.azure.net".into()));
+        assert!(cfg.ignore_missing);
+        assert_eq!(cfg.timeout, Duration::from_secs(90));
+        assert_eq!(cfg.hosts.to_list(), "localhost,.example.com");
+        let id = cfg.identity().expect("complete");
+        assert_eq!(id.client_id, C2);
+        assert_eq!(id.tenant_id, C2);
+        assert_eq!(id.authority_host, "https://login.microsoftonline.us/");
+        assert_eq!(id.token_file, PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token"));
+    }
+
+    #[test]
+    fn azure_variables_alone() {
+        let cfg = EnvConfig::from_env(&env(&[
+            ("AZURE_CLIENT_ID", C1),
+            ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+            ("AKV_INJECTOR_CLIENT_ID", ""),
+        ]))
+        .expect("valid");
+        let id = cfg.identity().expect("complete");
+        assert_eq!((id.client_id.as_str(), id.tenant_id.as_str()), (C1, "contoso.onmicrosoft.com"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("AKV_INJECTOR_TIMEOUT", "soon")], "AKV_INJECTOR_TIMEOUT=\"soon\": 'soon' is not a duration"),
+            (&[("AKV_INJECTOR_TIMEOUT", "2h")], "AKV_INJECTOR_TIMEOUT=\"2h\": '2h' is out of range"),
+            (&[("AKV_INJECTOR_IGNORE_MISSING", "yes")], "AKV_INJECTOR_IGNORE_MISSING=\"yes\": 'yes' is not a boolean"),
+            (&[("AKV_INJECTOR_CLIENT_ID", "me")], "AKV_INJECTOR_CLIENT_ID=\"me\": 'me' is not a GUID"),
+            (&[("AKV_INJECTOR_VAULT", "http://kv.vault.azure.net")], "AKV_INJECTOR_VAULT=\"http://kv.vault.azure.net\": 'http://kv.vault.azure.net' uses http"),
+            (&[("AKV_INJECTOR_ALLOW_VAULT_HOSTS", "a b")], "AKV_INJECTOR_ALLOW_VAULT_HOSTS=\"a b\": 'a b' is not an allowed vault host"),
+            (&[("AZURE_AUTHORITY_HOST", "http://login.example")], "AZURE_AUTHORITY_HOST=\"http://login.example\": the authority host must be an https:// URL"),
+            (&[("AZURE_AUTHORITY_HOST", "https://login.example/tenant")], "AZURE_AUTHORITY_HOST=\"https://login.example/tenant\": give only https://HOST[:PORT]/"),
+        ];
+        for (pairs, want) in cases {
+            let err = EnvConfig::from_env(&env(pairs)).expect_err(want).to_string();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn missing_identity_parts() {
+        let only_client = EnvConfig::from_env(&env(&[("AZURE_CLIENT_ID", C1)])).expect("valid");
+        assert!(matches!(only_client.identity(), Err(ConfigError::NoTenantId)));
+        let no_file = EnvConfig::from_env(&env(&[("AZURE_CLIENT_ID", C1), ("AZURE_TENANT_ID", C1)])).expect("valid");
+        let err = no_file.identity().expect_err("no token file");
+        assert!(err.to_string().starts_with("AZURE_FEDERATED_TOKEN_FILE is not set"), "{err}");
+    }
+}

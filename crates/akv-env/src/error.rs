@@ -1,0 +1,302 @@
+//! Every way akv-env can fail before the application starts. Messages are shown to the
+//! user on stderr as they are: they name the vault, the object, the env var or argument,
+//! the identity and the cause, and end with a hint. They never hold a value.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use akv_core::settings::SettingError;
+use akv_core::{ObjectKind, Part, ReferenceError, VaultError};
+use thiserror::Error;
+
+/// Where a reference was written: an env var or a command-line argument.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Site {
+    Env(String),
+    /// Index into the application's argv (0 is the command).
+    Arg(usize),
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Site::Env(name) => write!(f, "env var {name}"),
+            Site::Arg(0) => f.write_str("the command"),
+            Site::Arg(i) => write!(f, "argument {i}"),
+        }
+    }
+}
+
+/// A list of sites, shown as "env var A, env var B and 3 more".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sites(pub Vec<Site>);
+
+impl fmt::Display for Sites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 3;
+        for (i, site) in self.0.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{site}")?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors in akv-env's own settings (env vars), found before any network traffic.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{var}={value:?}: {source}")]
+    Setting {
+        var: &'static str,
+        value: String,
+        source: SettingError,
+    },
+    #[error("{var}={value:?}: {source}")]
+    Vault {
+        var: &'static str,
+        value: String,
+        source: VaultError,
+    },
+    #[error("{var}={value:?}: {reason}")]
+    Authority {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("no workload identity client id: neither AKV_INJECTOR_CLIENT_ID (pod annotation akv-injector.io/client-id) nor AZURE_CLIENT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation")]
+    NoClientId,
+    #[error("no tenant id: neither AKV_INJECTOR_TENANT_ID (pod annotation akv-injector.io/tenant-id) nor AZURE_TENANT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" so Azure Workload Identity sets AZURE_TENANT_ID, or set the annotation")]
+    NoTenantId,
+    #[error("AZURE_FEDERATED_TOKEN_FILE is not set: the pod has no service account token for Azure workload identity. Hint: label the pod azure.workload.identity/use: \"true\" and use a service account annotated with azure.workload.identity/client-id")]
+    NoTokenFile,
+    #[error("cannot read the federated token file {path} (AZURE_FEDERATED_TOKEN_FILE): {source}. Hint: check that Azure Workload Identity mounted the projected service account token")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the federated token file {path} (AZURE_FEDERATED_TOKEN_FILE) is empty")]
+    EmptyTokenFile { path: PathBuf },
+}
+
+/// A reference that cannot be resolved to an object, found before any network traffic.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("{site}: {source}")]
+    BadReference { site: Site, source: ReferenceError },
+    #[error("{site}: '{reference}' names no vault and the pod has no default vault. Hint: set the pod annotation akv-injector.io/vault, or write akv://VAULT/NAME")]
+    NoVault { site: Site, reference: String },
+    #[error("{sites}: {source}")]
+    HostNotAllowed { sites: Sites, source: VaultError },
+}
+
+/// What went wrong while reading one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The vault answered with an error status.
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// The token exchange with Entra ID failed.
+    Token { status: Option<u16>, message: String },
+    /// No HTTP answer: DNS, TCP, TLS.
+    Transport(String),
+    /// The budget ran out while retrying.
+    Budget {
+        timeout: Duration,
+        attempts: u32,
+        last: Option<Box<Cause>>,
+        retry_after: Option<Duration>,
+    },
+    /// The answer was not what Key Vault sends, or the part cannot be taken from it.
+    Content(String),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Status { status, code, message } => {
+                write!(f, "HTTP {status}")?;
+                if let Some(code) = code {
+                    write!(f, " ({code})")?;
+                }
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            Cause::Token { status, message } => {
+                f.write_str("the token exchange with Entra ID failed")?;
+                if let Some(status) = status {
+                    write!(f, " (HTTP {status})")?;
+                }
+                write!(f, ": {message}")
+            }
+            Cause::Transport(message) => write!(f, "no answer from the server: {message}"),
+            Cause::Budget {
+                timeout,
+                attempts,
+                last,
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "gave up after {attempts} attempt(s): the timeout of {} ran out",
+                    akv_core::settings::format_duration(*timeout)
+                )?;
+                if let Some(wait) = retry_after {
+                    write!(
+                        f,
+                        " (the server asked to retry after {})",
+                        akv_core::settings::format_duration(*wait)
+                    )?;
+                }
+                if let Some(last) = last {
+                    write!(f, "; last answer: {last}")?;
+                }
+                Ok(())
+            }
+            Cause::Content(message) => f.write_str(message),
+        }
+    }
+}
+
+impl Cause {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Cause::Status { status, .. } => Some(*status),
+            Cause::Budget { last: Some(last), .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+/// One object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub vault: String,
+    pub kind: ObjectKind,
+    pub name: String,
+    pub version: Option<String>,
+    /// The parts the references ask for (decides the role in the hint).
+    pub parts: Vec<Part>,
+    pub sites: Sites,
+    pub client_id: String,
+    pub cause: Cause,
+}
+
+impl FetchError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        let role = match self.kind {
+            ObjectKind::Secret => "Key Vault Secrets User",
+            ObjectKind::Certificate => "Key Vault Certificate User",
+            ObjectKind::Key => "Key Vault Crypto User",
+        };
+        let what = match self.kind {
+            ObjectKind::Secret => "secrets",
+            ObjectKind::Certificate => {
+                if self.parts.iter().any(|p| matches!(p, Part::Key | Part::Chain)) {
+                    "certificates and secrets (the private key and chain live in the certificate's secret)"
+                } else {
+                    "certificates"
+                }
+            }
+            ObjectKind::Key => "keys",
+        };
+        match (&self.cause, self.cause.status()) {
+            (Cause::Token { .. }, _) => format!(
+                "check the federated identity credential of client id {} in Entra ID (issuer = the cluster's OIDC issuer, subject = system:serviceaccount:NAMESPACE:SERVICE_ACCOUNT, audience = api://AzureADTokenExchange), the tenant id, and that the pod's token file (AZURE_FEDERATED_TOKEN_FILE) is the one projected for its service account",
+                self.client_id
+            ),
+            (_, Some(401)) => format!(
+                "the vault did not accept the identity's token: check that the vault belongs to the identity's tenant and that client id {} exists there",
+                self.client_id
+            ),
+            (_, Some(403)) => format!(
+                "grant the identity (client id {}) the '{role}' role on the vault, or an access policy with 'get' on {what}",
+                self.client_id
+            ),
+            (_, Some(404)) => format!(
+                "check the {} name and version in the reference, or set the pod annotation akv-injector.io/ignore-missing: \"true\" to start with an empty value",
+                kind_word(self.kind)
+            ),
+            (_, Some(429)) => "the vault kept throttling requests for the whole timeout: raise the pod annotation akv-injector.io/timeout, or start fewer pods at once".to_string(),
+            (_, Some(s)) if s >= 500 => "the vault kept failing for the whole timeout: check the Azure status page, or raise the pod annotation akv-injector.io/timeout".to_string(),
+            (Cause::Transport(_), _) | (Cause::Budget { .. }, _) => "check the vault name, the pod's DNS and network path to the vault (private endpoint, firewall, egress policy), or raise the pod annotation akv-injector.io/timeout".to_string(),
+            (Cause::Content(_), _) => format!("check what is stored in the {}: the reference asks for a part it does not hold", kind_word(self.kind)),
+            _ => "see the cause above".to_string(),
+        }
+    }
+}
+
+fn kind_word(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Secret => "secret",
+        ObjectKind::Certificate => "certificate",
+        ObjectKind::Key => "key",
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot read {} '{}' ({}) from vault {} for {} as client id {}: {}. Hint: {}",
+            kind_word(self.kind),
+            self.name,
+            match &self.version {
+                Some(v) => format!("version {v}"),
+                None => "latest version".to_string(),
+            },
+            self.vault,
+            self.sites,
+            self.client_id,
+            self.cause,
+            self.hint()
+        )
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// Every failure of `akv-env -- CMD`.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{}", join_fetch(.0))]
+    Fetch(Vec<FetchError>),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot execute {program:?}: {source}{}", if *.searched_path { " (searched PATH)" } else { "" })]
+    Exec {
+        program: String,
+        searched_path: bool,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("install: {0}")]
+    Install(String),
+}
+
+fn join_fetch(errors: &[FetchError]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\nakv-env: ");
+        }
+        out.push_str(&e.to_string());
+    }
+    out
+}
