@@ -18,7 +18,11 @@ akv_venv() {
     echo "error: $py not found; install Python 3.9+ (Debian: apt-get install python3 python3-venv)" >&2
     exit 1
   }
-  mkdir -p "$AKV_CACHE"
+  local repo_root
+  repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  case "$(mkdir -p "$AKV_CACHE" && cd "$AKV_CACHE" && pwd)/" in
+    "$repo_root"/*) echo "error: AKV_CACHE ($AKV_CACHE) is inside the repository; point it elsewhere" >&2; exit 1 ;;
+  esac
   local lock=$AKV_CACHE/venv.lock
   exec {akv_lock_fd}>"$lock"
   if command -v flock >/dev/null 2>&1; then flock "$akv_lock_fd"; fi

@@ -276,6 +276,8 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error("{}", join_fetch(.0))]
     Fetch(Vec<FetchError>),
+    #[error("cannot set up the workload identity credential: {0}")]
+    Identity(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot execute {program:?}: {source}{}", if *.searched_path { " (searched PATH)" } else { "" })]

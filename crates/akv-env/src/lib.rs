@@ -1,1 +1,137 @@
-//! akv-env
+//! akv-env: resolves Azure Key Vault references in its environment and arguments with the
+//! pod's workload identity, then `execve`s the application (same PID, nothing left behind).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod envexec;
+pub mod error;
+pub mod install;
+pub mod keyvault;
+pub mod parts;
+pub mod plan;
+pub mod resolve;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub use error::Error;
+
+pub const USAGE: &str = "\
+akv-env: resolves Azure Key Vault references, then runs the application in its place.
+
+Usage:
+  akv-env -- CMD [ARG...]   resolve akv: references in the environment and ARGs, remove
+                            AKV_INJECTOR_* variables, then execve CMD (looked up on PATH)
+  akv-env install DIR       copy this executable to DIR/akv-env (mode 0555)
+  akv-env --version | --help
+
+References: akv:NAME[/VERSION][#PART], akv://VAULT/NAME[/VERSION][#PART], or ${akv:...}
+inside a longer value; PART is value (default), cert, key, chain or pubkey.
+Identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.
+Settings (set by akv-webhook): AKV_INJECTOR_VAULT, AKV_INJECTOR_CLIENT_ID,
+AKV_INJECTOR_TENANT_ID, AKV_INJECTOR_IGNORE_MISSING, AKV_INJECTOR_TIMEOUT,
+AKV_INJECTOR_ALLOW_VAULT_HOSTS.
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cli {
+    Run(Vec<OsString>),
+    Install(PathBuf),
+    Version,
+    Help,
+}
+
+impl Cli {
+    /// Parses the arguments after the program name.
+    pub fn parse(args: Vec<OsString>) -> Result<Cli, Error> {
+        let mut it = args.into_iter();
+        let first = it.next();
+        match first.as_ref().and_then(|a| a.to_str()) {
+            Some("--") => {
+                let rest: Vec<OsString> = it.collect();
+                if rest.is_empty() {
+                    return Err(Error::Usage("no command after '--': write akv-env -- CMD [ARG...]".into()));
+                }
+                Ok(Cli::Run(rest))
+            }
+            Some("install") => match (it.next(), it.next()) {
+                (Some(dir), None) => Ok(Cli::Install(PathBuf::from(dir))),
+                _ => Err(Error::Usage("write akv-env install DIR".into())),
+            },
+            Some("--version" | "-V") => Ok(Cli::Version),
+            Some("--help" | "-h") => Ok(Cli::Help),
+            None => Err(Error::Usage("nothing to do: write akv-env -- CMD [ARG...] (see akv-env --help)".into())),
+            Some(_) => Err(Error::Usage(format!(
+                "unexpected argument {:?}: write akv-env -- CMD [ARG...] (see akv-env --help)",
+                first.unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// `akv-env -- CMD...`: resolve, then exec. Returns only on failure.
+pub fn run(argv: Vec<OsString>) -> Error {
+    match prepare(argv) {
+        Ok((argv, env)) => envexec::exec(&argv, &env),
+        Err(e) => e,
+    }
+}
+
+/// Everything up to the exec: the application's argv and environment.
+pub fn prepare(argv: Vec<OsString>) -> Result<(Vec<OsString>, config::Env), Error> {
+    let env: config::Env = std::env::vars_os().collect();
+    let cfg = config::EnvConfig::from_env(&env)?;
+    let default_vault = cfg.default_vault.as_ref();
+    let plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let resolved = if plan.is_empty() {
+        resolve::Resolved::default()
+    } else {
+        let identity = cfg.identity()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let resolved = runtime.block_on(async {
+            let source = keyvault::AzureSource::new(&identity, &plan, cfg.timeout)?;
+            resolve::resolve(&plan, &source, cfg.ignore_missing, &identity.client_id)
+                .await
+                .map_err(Error::Fetch)
+        });
+        runtime.shutdown_background();
+        resolved?
+    };
+    for warning in &resolved.warnings {
+        eprintln!("akv-env: warning: {warning}");
+    }
+    let app_env = envexec::build_env(&env, &plan, &resolved.values, default_vault);
+    let app_argv = envexec::build_argv(&argv, &plan, &resolved.values, default_vault);
+    Ok((app_argv, app_env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn command_line() {
+        assert_eq!(Cli::parse(args(&["--", "app", "--", "-x"])).expect("ok"), Cli::Run(args(&["app", "--", "-x"])));
+        assert_eq!(Cli::parse(args(&["install", "/akv-injector"])).expect("ok"), Cli::Install("/akv-injector".into()));
+        assert_eq!(Cli::parse(args(&["--version"])).expect("ok"), Cli::Version);
+        assert_eq!(Cli::parse(args(&["-h"])).expect("ok"), Cli::Help);
+        for (bad, want) in [
+            (&["--"][..], "no command after '--'"),
+            (&[][..], "nothing to do"),
+            (&["install"][..], "write akv-env install DIR"),
+            (&["install", "a", "b"][..], "write akv-env install DIR"),
+            (&["app"][..], "unexpected argument \"app\""),
+        ] {
+            let err = Cli::parse(args(bad)).expect_err(want).to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The test bed for akv-env's integration tests: the harness (token endpoint + two vaults,
+//! crates/akv-env/tests/testbed/harness.mjs) started once per test binary, and helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
+
+pub struct Testbed {
+    pub paths: BTreeMap<String, String>,
+    pub control: u16,
+    pub token: u16,
+    pub vault_a: u16,
+    pub vault_b: u16,
+    // Held open: the harness exits when the test process ends and this closes.
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+static TESTBED: OnceLock<Testbed> = OnceLock::new();
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shared test bed; panics (never skips) when it cannot be had.
+pub fn testbed() -> &'static Testbed {
+    TESTBED.get_or_init(|| {
+        let script = repo().join("scripts/testbed-keyvault");
+        let out = Command::new(&script).arg("env").output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        if !out.status.success() {
+            panic!(
+                "akv-env's integration tests need the Key Vault test bed. Run scripts/testbed-keyvault first (it installs oauth2-mock-server from npm and makes the test certificates; needs node >= 20.19, npm and openssl).\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let paths: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let mut child = Command::new(&paths["AKV_TESTBED_NODE"])
+            .arg(&paths["AKV_TESTBED_HARNESS"])
+            .envs(&paths)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the test bed harness (node)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the harness ports");
+        let ports: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("the harness did not start ({e}): {line:?}"));
+        let port = |v: &Value| v.as_u64().expect("port") as u16;
+        Testbed {
+            control: port(&ports["control"]),
+            token: port(&ports["token"]),
+            vault_a: port(&ports["vaults"]["a"]),
+            vault_b: port(&ports["vaults"]["b"]),
+            paths,
+            _stdin: Mutex::new(child.stdin.take().expect("stdin")),
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+impl Testbed {
+    pub fn path(&self, key: &str) -> &str {
+        &self.paths[key]
+    }
+
+    /// POST to the control API.
+    pub fn control(&self, path: &str, body: Value) -> Value {
+        let body = body.to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", self.control)).expect("connect to control API");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+        assert!(head.starts_with("HTTP/1.1 200"), "control {path}: {resp}");
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
+    pub fn vault_url(&self, vault: &str) -> String {
+        match vault {
+            "a" => format!("https://127.0.0.1:{}", self.vault_a),
+            "b" => format!("https://127.0.0.2:{}", self.vault_b),
+            _ => panic!("no vault {vault}"),
+        }
+    }
+
+    /// `127.0.0.2:PORT`, for `akv://VAULT/...` references to vault b.
+    pub fn vault_b_host(&self) -> String {
+        format!("127.0.0.2:{}", self.vault_b)
+    }
+
+    pub fn secret(&self, vault: &str, name: &str, value: &str) -> String {
+        self.control(&format!("/vault/{vault}/secret"), json!({"name": name, "value": value}))["version"]
+            .as_str()
+            .expect("version")
+            .to_string()
+    }
+
+    pub fn stats(&self) -> Value {
+        self.control("/stats", json!({}))
+    }
+
+    /// Requests to one path of a vault: (total, unauthenticated, statuses).
+    pub fn requests(&self, vault: &str, path: &str) -> (u64, u64, BTreeMap<String, u64>) {
+        let s = &self.stats()["vaults"][vault][format!("GET {}", path.to_ascii_lowercase())];
+        let statuses = s["statuses"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+            .unwrap_or_default();
+        (s["total"].as_u64().unwrap_or(0), s["unauthenticated"].as_u64().unwrap_or(0), statuses)
+    }
+
+    pub fn tokens(&self, client_id: &str) -> (u64, u64) {
+        let s = self.stats();
+        (s["tokens"][client_id].as_u64().unwrap_or(0), s["tokenFailures"][client_id].as_u64().unwrap_or(0))
+    }
+
+    pub fn fault(&self, vault: &str, path: &str, f: Value) {
+        let mut f = f;
+        f["path"] = json!(path);
+        self.control(&format!("/vault/{vault}/fault"), f);
+    }
+}
+
+pub fn random_hex(n: usize) -> String {
+    let mut out = String::new();
+    while out.len() < n {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(out.len());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(n);
+    out
+}
+
+pub fn guid() -> String {
+    let h = random_hex(32);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// A unique object name for one test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", random_hex(8))
+}
+
+/// A pod: a workload identity registered with the token endpoint, its federated token
+/// file, and a scratch directory.
+pub struct Pod {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub subject: String,
+    pub dir: PathBuf,
+    pub token_file: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Pod {
+    pub fn new(tb: &Testbed) -> Pod {
+        let client_id = guid();
+        let tenant_id = guid();
+        let subject = format!("system:serviceaccount:ns-{}:app", random_hex(6));
+        tb.control("/identity", json!({"client_id": client_id, "tenant": tenant_id, "subject": subject}));
+        let dir = std::env::temp_dir().join(format!("akv-env-test-{}", random_hex(12)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let token_file = dir.join("azure-identity-token");
+        let token = tb.control("/mint", json!({"subject": subject}))["token"].as_str().expect("token").to_string();
+        std::fs::write(&token_file, token).expect("write token");
+        let env = vec![
+            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("SSL_CERT_FILE".to_string(), tb.path("AKV_TESTBED_CA").to_string()),
+            ("AZURE_CLIENT_ID".to_string(), client_id.clone()),
+            ("AZURE_TENANT_ID".to_string(), tenant_id.clone()),
+            ("AZURE_FEDERATED_TOKEN_FILE".to_string(), token_file.display().to_string()),
+            ("AZURE_AUTHORITY_HOST".to_string(), format!("https://localhost:{}/", tb.token)),
+            ("AKV_INJECTOR_VAULT".to_string(), tb.vault_url("a")),
+            ("AKV_INJECTOR_ALLOW_VAULT_HOSTS".to_string(), "127.0.0.1,127.0.0.2".to_string()),
+            ("AKV_INJECTOR_TIMEOUT".to_string(), "20s".to_string()),
+        ];
+        Pod {
+            client_id,
+            tenant_id,
+            subject,
+            dir,
+            token_file,
+            env,
+        }
+    }
+
+    pub fn grant(&self, tb: &Testbed, vault: &str) -> &Self {
+        tb.control(&format!("/vault/{vault}/grant"), json!({"client_id": self.client_id}));
+        self
+    }
+
+    /// Sets (or with `None` removes) one env var of the pod.
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+        self
+    }
+
+    pub fn command(&self, tb: &Testbed, vars: &[(&str, &str)], argv: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear().envs(self.env.iter().cloned()).envs(vars.iter().copied()).arg("--").args(argv);
+        let _ = tb;
+        cmd
+    }
+
+    /// Runs `akv-env -- node app.mjs dump OUT ARGS...`; returns the output and what the
+    /// application saw (None when it did not start).
+    pub fn run_app(&self, tb: &Testbed, vars: &[(&str, &str)], args: &[&str]) -> (Output, Option<Value>, u32) {
+        let out_file = self.dir.join(format!("app-{}.json", random_hex(6)));
+        let app = app_path();
+        let mut argv = vec![tb.path("AKV_TESTBED_NODE"), app.as_str(), "dump", out_file.to_str().expect("utf-8")];
+        argv.extend_from_slice(args);
+        let child = self.command(tb, vars, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn akv-env");
+        let pid = child.id();
+        let output = child.wait_with_output().expect("wait");
+        let seen = std::fs::read_to_string(&out_file).ok().map(|s| serde_json::from_str(&s).expect("app json"));
+        (output, seen, pid)
+    }
+}
+
+pub fn app_path() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/app.mjs").display().to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs openssl; returns stdout.
+pub fn openssl(tb: &Testbed, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(tb.path("AKV_TESTBED_OPENSSL")).current_dir(dir).args(args).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
