@@ -259,7 +259,7 @@ impl fmt::Display for FetchError {
             self.vault,
             self.sites,
             self.client_id,
-            self.cause,
+            self.cause.to_string().trim_end_matches('.'),
             self.hint()
         )
     }

@@ -208,7 +208,7 @@ async function vaultHandler(v, req, res) {
   }
   let claims;
   try {
-    const jwks = jose.createLocalJWKSet(oauth.issuer.keys.toJSON(false));
+    const jwks = jose.createLocalJWKSet({ keys: oauth.issuer.keys.toJSON(false) });
     ({ payload: claims } = await jose.jwtVerify(auth.slice(7), jwks, { audience: KV_AUDIENCE }));
   } catch (e) {
     answer(401);
@@ -263,7 +263,7 @@ async function control(req, res) {
   let raw = '';
   for await (const c of req) raw += c;
   const body = raw ? JSON.parse(raw) : {};
-  const send = (status, obj) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(obj)); };
+  const send = (status, obj) => { const b = JSON.stringify(obj); res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) }); res.end(b); };
   const parts = req.url.split('?')[0].split('/').filter(Boolean);
   const v = parts[0] === 'vault' ? vaults[parts[1]] : null;
   if (parts[0] === 'vault' && !v) return send(404, { error: `no vault ${parts[1]}` });
