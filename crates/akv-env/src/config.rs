@@ -149,11 +149,15 @@ fn check_authority(value: &str) -> Result<String, ConfigError> {
     };
     let rest = match value.get(..8) {
         Some(p) if p.eq_ignore_ascii_case("https://") => &value[8..],
-        _ => return Err(bad("the authority host must be an https:// URL, e.g. https://login.microsoftonline.com/")),
+        _ => return Err(bad(
+            "the authority host must be an https:// URL, e.g. https://login.microsoftonline.com/",
+        )),
     };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad("give only https://HOST[:PORT]/, e.g. https://login.microsoftonline.com/"));
+        return Err(bad(
+            "give only https://HOST[:PORT]/, e.g. https://login.microsoftonline.com/",
+        ));
     }
     Ok(format!("https://{host}/"))
 }
@@ -163,7 +167,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
     }
 
     const C1: &str = "11111111-1111-1111-1111-111111111111";
@@ -177,7 +184,10 @@ mod tests {
         assert!(!cfg.ignore_missing);
         assert!(cfg.hosts.is_default());
         assert_eq!(cfg.authority_host, DEFAULT_AUTHORITY_HOST);
-        assert_eq!(cfg.identity().unwrap_err().to_string().split(':').next(), Some("no workload identity client id"));
+        assert_eq!(
+            cfg.identity().unwrap_err().to_string().split(':').next(),
+            Some("no workload identity client id")
+        );
     }
 
     #[test]
@@ -185,7 +195,10 @@ mod tests {
         let cfg = EnvConfig::from_env(&env(&[
             ("AZURE_CLIENT_ID", C1),
             ("AZURE_TENANT_ID", C1),
-            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            ),
             ("AKV_INJECTOR_CLIENT_ID", &C2.to_uppercase()),
             ("AKV_INJECTOR_TENANT_ID", C2),
             ("AKV_INJECTOR_VAULT", "https://kv1.vault.azure.net"),
@@ -195,7 +208,10 @@ mod tests {
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
         ]))
         .expect("valid");
-        assert_eq!(cfg.default_vault.as_ref().map(|v| v.url()), Some("https://kv1.vault.azure.net".into()));
+        assert_eq!(
+            cfg.default_vault.as_ref().map(|v| v.url()),
+            Some("https://kv1.vault.azure.net".into())
+        );
         assert!(cfg.ignore_missing);
         assert_eq!(cfg.timeout, Duration::from_secs(90));
         assert_eq!(cfg.hosts.to_list(), "localhost,.example.com");
@@ -203,7 +219,10 @@ mod tests {
         assert_eq!(id.client_id, C2);
         assert_eq!(id.tenant_id, C2);
         assert_eq!(id.authority_host, "https://login.microsoftonline.us/");
-        assert_eq!(id.token_file, PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token"));
+        assert_eq!(
+            id.token_file,
+            PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token")
+        );
     }
 
     #[test]
@@ -216,7 +235,10 @@ mod tests {
         ]))
         .expect("valid");
         let id = cfg.identity().expect("complete");
-        assert_eq!((id.client_id.as_str(), id.tenant_id.as_str()), (C1, "contoso.onmicrosoft.com"));
+        assert_eq!(
+            (id.client_id.as_str(), id.tenant_id.as_str()),
+            (C1, "contoso.onmicrosoft.com")
+        );
     }
 
     #[test]
@@ -232,7 +254,9 @@ mod tests {
             (&[("AZURE_AUTHORITY_HOST", "https://login.example/tenant")], "AZURE_AUTHORITY_HOST=\"https://login.example/tenant\": give only https://HOST[:PORT]/"),
         ];
         for (pairs, want) in cases {
-            let err = EnvConfig::from_env(&env(pairs)).expect_err(want).to_string();
+            let err = EnvConfig::from_env(&env(pairs))
+                .expect_err(want)
+                .to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
     }
@@ -240,9 +264,18 @@ mod tests {
     #[test]
     fn missing_identity_parts() {
         let only_client = EnvConfig::from_env(&env(&[("AZURE_CLIENT_ID", C1)])).expect("valid");
-        assert!(matches!(only_client.identity(), Err(ConfigError::NoTenantId)));
-        let no_file = EnvConfig::from_env(&env(&[("AZURE_CLIENT_ID", C1), ("AZURE_TENANT_ID", C1)])).expect("valid");
+        assert!(matches!(
+            only_client.identity(),
+            Err(ConfigError::NoTenantId)
+        ));
+        let no_file =
+            EnvConfig::from_env(&env(&[("AZURE_CLIENT_ID", C1), ("AZURE_TENANT_ID", C1)]))
+                .expect("valid");
         let err = no_file.identity().expect_err("no token file");
-        assert!(err.to_string().starts_with("AZURE_FEDERATED_TOKEN_FILE is not set"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("AZURE_FEDERATED_TOKEN_FILE is not set"),
+            "{err}"
+        );
     }
 }

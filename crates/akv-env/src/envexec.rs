@@ -13,7 +13,12 @@ use crate::resolve::Values;
 
 /// The environment the application gets: references replaced by their values, and
 /// akv-env's own `AKV_INJECTOR_*` variables removed. Order is kept.
-pub fn build_env(current: &[(OsString, OsString)], plan: &Plan, values: &Values, default_vault: Option<&VaultUrl>) -> Vec<(OsString, OsString)> {
+pub fn build_env(
+    current: &[(OsString, OsString)],
+    plan: &Plan,
+    values: &Values,
+    default_vault: Option<&VaultUrl>,
+) -> Vec<(OsString, OsString)> {
     let mut out: Vec<(OsString, OsString)> = current.to_vec();
     for (i, template) in &plan.env {
         out[*i].1 = OsString::from(template.render(|r| values.get(r, default_vault)));
@@ -23,7 +28,12 @@ pub fn build_env(current: &[(OsString, OsString)], plan: &Plan, values: &Values,
 }
 
 /// The application's argv with references replaced.
-pub fn build_argv(argv: &[OsString], plan: &Plan, values: &Values, default_vault: Option<&VaultUrl>) -> Vec<OsString> {
+pub fn build_argv(
+    argv: &[OsString],
+    plan: &Plan,
+    values: &Values,
+    default_vault: Option<&VaultUrl>,
+) -> Vec<OsString> {
     let mut out = argv.to_vec();
     for (i, template) in &plan.args {
         out[*i] = OsString::from(template.render(|r| values.get(r, default_vault)));
@@ -69,16 +79,28 @@ mod tests {
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect();
-        let argv: Vec<OsString> = ["/app", "--token=${akv:db}", "plain"].iter().map(OsString::from).collect();
+        let argv: Vec<OsString> = ["/app", "--token=${akv:db}", "plain"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         let vault = VaultUrl::parse_spec("kv1").expect("valid");
         let plan = Plan::build(&env, &argv, Some(&vault), &HostPolicy::default()).expect("valid");
         let mut values = Values::default();
         let r = "akv:db".parse().expect("valid");
-        values.insert(object_of(&r, Some(&vault)).expect("vault"), Part::Value, "p@ss w0rd$".into());
+        values.insert(
+            object_of(&r, Some(&vault)).expect("vault"),
+            Part::Value,
+            "p@ss w0rd$".into(),
+        );
 
         let got: Vec<(String, String)> = build_env(&env, &plan, &values, Some(&vault))
             .into_iter()
-            .map(|(k, v)| (k.into_string().expect("utf-8"), v.into_string().expect("utf-8")))
+            .map(|(k, v)| {
+                (
+                    k.into_string().expect("utf-8"),
+                    v.into_string().expect("utf-8"),
+                )
+            })
             .collect();
         let want: Vec<(String, String)> = [
             ("PATH", "/usr/bin"),
@@ -90,14 +112,29 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(got, want);
-        assert_eq!(build_argv(&argv, &plan, &values, Some(&vault)), vec![OsString::from("/app"), "--token=p@ss w0rd$".into(), "plain".into()]);
+        assert_eq!(
+            build_argv(&argv, &plan, &values, Some(&vault)),
+            vec![
+                OsString::from("/app"),
+                "--token=p@ss w0rd$".into(),
+                "plain".into()
+            ]
+        );
     }
 
     #[test]
     fn exec_failure_is_reported() {
         let err = exec(&[OsString::from("/nonexistent/akv-env-test")], &[]);
-        assert!(err.to_string().starts_with("cannot execute \"/nonexistent/akv-env-test\": No such file or directory"), "{err}");
-        let err = exec(&[OsString::from("akv-env-no-such-program")], &[(OsString::from("PATH"), OsString::from("/nonexistent"))]);
+        assert!(
+            err.to_string().starts_with(
+                "cannot execute \"/nonexistent/akv-env-test\": No such file or directory"
+            ),
+            "{err}"
+        );
+        let err = exec(
+            &[OsString::from("akv-env-no-such-program")],
+            &[(OsString::from("PATH"), OsString::from("/nonexistent"))],
+        );
         assert!(err.to_string().ends_with("(searched PATH)"), "{err}");
         assert_eq!(exec(&[], &[]).to_string(), "no command to run after '--'");
     }

@@ -105,7 +105,10 @@ pub enum Cause {
         message: String,
     },
     /// The token exchange with Entra ID failed.
-    Token { status: Option<u16>, message: String },
+    Token {
+        status: Option<u16>,
+        message: String,
+    },
     /// No HTTP answer: DNS, TCP, TLS.
     Transport(String),
     /// The budget ran out while retrying.
@@ -122,7 +125,11 @@ pub enum Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Status { status, code, message } => {
+            Cause::Status {
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "HTTP {status}")?;
                 if let Some(code) = code {
                     write!(f, " ({code})")?;
@@ -172,7 +179,9 @@ impl Cause {
     fn status(&self) -> Option<u16> {
         match self {
             Cause::Status { status, .. } => Some(*status),
-            Cause::Budget { last: Some(last), .. } => last.status(),
+            Cause::Budget {
+                last: Some(last), ..
+            } => last.status(),
             _ => None,
         }
     }
@@ -203,7 +212,11 @@ impl FetchError {
         let what = match self.kind {
             ObjectKind::Secret => "secrets",
             ObjectKind::Certificate => {
-                if self.parts.iter().any(|p| matches!(p, Part::Key | Part::Chain)) {
+                if self
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Key | Part::Chain))
+                {
                     "certificates and secrets (the private key and chain live in the certificate's secret)"
                 } else {
                     "certificates"

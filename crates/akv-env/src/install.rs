@@ -15,7 +15,11 @@ pub fn install(source: &Path, dir: &Path) -> io::Result<PathBuf> {
     let tmp = dir.join(format!(".{INSTALLED_NAME}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut from = File::open(source)?;
-        let mut to = OpenOptions::new().write(true).create_new(true).mode(0o700).open(&tmp)?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)?;
         io::copy(&mut from, &mut to)?;
         to.set_permissions(fs::Permissions::from_mode(0o555))?;
         to.sync_all()?;
@@ -55,10 +59,19 @@ mod tests {
             // The second run replaces a read-only file already there.
             let target = install(&src, &dest).expect("install");
             assert_eq!(target, dest.join("akv-env"));
-            assert_eq!(fs::read(&target).expect("read"), fs::read(&src).expect("read"));
-            assert_eq!(fs::metadata(&target).expect("stat").permissions().mode() & 0o7777, 0o555);
+            assert_eq!(
+                fs::read(&target).expect("read"),
+                fs::read(&src).expect("read")
+            );
+            assert_eq!(
+                fs::metadata(&target).expect("stat").permissions().mode() & 0o7777,
+                0o555
+            );
         }
-        let names: Vec<_> = fs::read_dir(&dest).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dest)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("akv-env")]);
         fs::remove_dir_all(&dir).expect("cleanup");
     }

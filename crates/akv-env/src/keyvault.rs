@@ -44,7 +44,9 @@ impl fmt::Debug for Fetched {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fetched::Secret { .. } => f.write_str("Secret(<redacted>)"),
-            Fetched::Certificate { secret, .. } => write!(f, "Certificate(secret: {})", secret.is_some()),
+            Fetched::Certificate { secret, .. } => {
+                write!(f, "Certificate(secret: {})", secret.is_some())
+            }
             Fetched::Key(jwk) => write!(f, "Key({})", jwk.kty),
         }
     }
@@ -53,7 +55,11 @@ impl fmt::Debug for Fetched {
 /// Where objects come from.
 pub trait SecretSource {
     /// Reads one object (retrying inside the budget). `parts` says which parts are needed.
-    fn fetch(&self, id: &ObjectId, parts: &BTreeSet<Part>) -> impl Future<Output = Result<Fetched, Cause>>;
+    fn fetch(
+        &self,
+        id: &ObjectId,
+        parts: &BTreeSet<Part>,
+    ) -> impl Future<Output = Result<Fetched, Cause>>;
 }
 
 /// One failed attempt, classified.
@@ -75,15 +81,23 @@ pub enum Next {
 /// and transport errors back off exponentially (200 ms doubling, at most 5 s) with jitter
 /// (`jitter` in 0..=1 scales the wait between 50 % and 100 %). Everything else, and any
 /// wait that would pass the deadline, gives up.
-pub fn next_step(failure: Failure, attempt: u32, remaining: Duration, timeout: Duration, jitter: f64) -> Next {
+pub fn next_step(
+    failure: Failure,
+    attempt: u32,
+    remaining: Duration,
+    timeout: Duration,
+    jitter: f64,
+) -> Next {
     if !failure.retryable {
         return Next::GiveUp(failure.cause);
     }
     let wait = match failure.retry_after {
         Some(wait) => wait,
         None => {
-            let base = Duration::from_millis(200).saturating_mul(1u32 << attempt.min(8).saturating_sub(1));
-            base.min(Duration::from_secs(5)).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+            let base =
+                Duration::from_millis(200).saturating_mul(1u32 << attempt.min(8).saturating_sub(1));
+            base.min(Duration::from_secs(5))
+                .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
         }
     };
     if wait >= remaining {
@@ -106,7 +120,10 @@ fn jitter() -> f64 {
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date), `retry-after-ms` and `x-ms-retry-after-ms`.
-pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<Duration> {
+pub fn parse_retry_after(
+    retry_after: Option<&str>,
+    retry_after_ms: Option<&str>,
+) -> Option<Duration> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some(Duration::from_millis(ms));
     }
@@ -116,11 +133,19 @@ pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>
     }
     let when = azure_core::time::parse_rfc7231(v).ok()?;
     let now = azure_core::time::OffsetDateTime::now_utc();
-    Some(if when > now { (when - now).try_into().unwrap_or_default() } else { Duration::ZERO })
+    Some(if when > now {
+        (when - now).try_into().unwrap_or_default()
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// Runs `attempt` until it succeeds, gives up, or the deadline passes.
-pub async fn with_retries<T, F, Fut>(deadline: Instant, timeout: Duration, mut attempt: F) -> Result<T, Cause>
+pub async fn with_retries<T, F, Fut>(
+    deadline: Instant,
+    timeout: Duration,
+    mut attempt: F,
+) -> Result<T, Cause>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
@@ -155,12 +180,20 @@ where
 pub fn classify(err: &azure_core::Error) -> Failure {
     let retryable_status = |s: u16| matches!(s, 408 | 429 | 500 | 502 | 503 | 504);
     match err.kind() {
-        ErrorKind::HttpResponse { status, raw_response, .. } => {
+        ErrorKind::HttpResponse {
+            status,
+            raw_response,
+            ..
+        } => {
             let status = u16::from(*status);
             let (code, message, retry_after) = match raw_response {
                 Some(r) => {
                     let h = r.headers();
-                    let get = |name: &'static str| h.get_optional_str(&azure_core::http::headers::HeaderName::from_static(name));
+                    let get = |name: &'static str| {
+                        h.get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                            name,
+                        ))
+                    };
                     let ms = get("retry-after-ms").or_else(|| get("x-ms-retry-after-ms"));
                     let (code, message) = error_body(r.body().as_ref());
                     (code, message, parse_retry_after(get("retry-after"), ms))
@@ -168,9 +201,17 @@ pub fn classify(err: &azure_core::Error) -> Failure {
                 None => (None, String::new(), None),
             };
             Failure {
-                cause: Cause::Status { status, code, message },
+                cause: Cause::Status {
+                    status,
+                    code,
+                    message,
+                },
                 retryable: retryable_status(status),
-                retry_after: if status == 429 || status == 503 { retry_after } else { None },
+                retry_after: if status == 429 || status == 503 {
+                    retry_after
+                } else {
+                    None
+                },
             }
         }
         ErrorKind::Io | ErrorKind::Connection => Failure {
@@ -181,7 +222,8 @@ pub fn classify(err: &azure_core::Error) -> Failure {
         ErrorKind::Credential => {
             let inner = inner_azure(err);
             let status = inner.and_then(|e| e.http_status()).map(u16::from);
-            let transport = inner.is_some_and(|e| matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection));
+            let transport =
+                inner.is_some_and(|e| matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection));
             Failure {
                 cause: Cause::Token {
                     status,
@@ -245,14 +287,20 @@ fn error_body(body: &[u8]) -> (Option<String>, String) {
     }
     match serde_json::from_slice::<Body>(body) {
         Ok(Body { error }) => {
-            let code = match (&error.code, error.innererror.as_ref().and_then(|i| i.code.clone())) {
+            let code = match (
+                &error.code,
+                error.innererror.as_ref().and_then(|i| i.code.clone()),
+            ) {
                 (Some(c), Some(i)) => Some(format!("{c}/{i}")),
                 (c, None) => c.clone(),
                 (None, i) => i,
             };
             (code, one_line(error.message.as_deref().unwrap_or_default()))
         }
-        Err(_) => (None, one_line(&String::from_utf8_lossy(&body[..body.len().min(300)]))),
+        Err(_) => (
+            None,
+            one_line(&String::from_utf8_lossy(&body[..body.len().min(300)])),
+        ),
     }
 }
 
@@ -330,16 +378,16 @@ impl AzureSource {
             cloud,
             ..Default::default()
         };
-        let credential: Arc<dyn TokenCredential> = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-            credential_options: azure_identity::ClientAssertionCredentialOptions {
-                client_options: client_options(Some(Arc::new(cloud.into()))),
-            },
-            client_id: Some(identity.client_id.clone()),
-            tenant_id: Some(identity.tenant_id.clone()),
-            token_file_path: Some(identity.token_file.clone()),
-            ..Default::default()
-        }))
-        .map_err(|e| crate::Error::Identity(one_line(&chain(&e))))?;
+        let credential: Arc<dyn TokenCredential> =
+            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                credential_options: azure_identity::ClientAssertionCredentialOptions {
+                    client_options: client_options(Some(Arc::new(cloud.into()))),
+                },
+                client_id: Some(identity.client_id.clone()),
+                tenant_id: Some(identity.tenant_id.clone()),
+                token_file_path: Some(identity.token_file.clone()),
+            }))
+            .map_err(|e| crate::Error::Identity(one_line(&chain(&e))))?;
 
         let mut vaults = BTreeMap::new();
         for id in plan.objects.keys() {
@@ -352,7 +400,10 @@ impl AzureSource {
             // of the Key Vault suffixes (private DNS names, test vaults) cannot pass that
             // check, and the operator vouched for them.
             let verify = Some(KEY_VAULT_SUFFIXES.iter().any(|s| {
-                id.vault.host().strip_suffix(s).is_some_and(|h| h.ends_with('.'))
+                id.vault
+                    .host()
+                    .strip_suffix(s)
+                    .is_some_and(|h| h.ends_with('.'))
             }));
             let sdk = |e: azure_core::Error| crate::Error::Identity(one_line(&chain(&e)));
             let clients = VaultClients {
@@ -395,19 +446,30 @@ impl AzureSource {
             };
             vaults.insert(id.vault.clone(), clients);
         }
-        Ok(AzureSource { vaults, deadline, timeout })
+        Ok(AzureSource {
+            vaults,
+            deadline,
+            timeout,
+        })
     }
 
-    async fn secret(&self, c: &VaultClients, name: &str, version: Option<&str>) -> Result<(Option<String>, String), Cause> {
+    async fn secret(
+        &self,
+        c: &VaultClients,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Option<String>, String), Cause> {
         with_retries(self.deadline, self.timeout, || async {
             let options = SecretClientGetSecretOptions {
                 secret_version: version.map(str::to_string),
                 ..Default::default()
             };
-            let secret = c
-                .secrets
-                .call(|client| async move { client.get_secret(name, Some(options)).await?.into_model() })
-                .await?;
+            let secret =
+                c.secrets
+                    .call(|client| async move {
+                        client.get_secret(name, Some(options)).await?.into_model()
+                    })
+                    .await?;
             Ok((secret.content_type, secret.value.unwrap_or_default()))
         })
         .await
@@ -433,7 +495,12 @@ impl SecretSource for AzureSource {
                         ..Default::default()
                     };
                     c.certificates
-                        .call(|client| async move { client.get_certificate(name, Some(options)).await?.into_model() })
+                        .call(|client| async move {
+                            client
+                                .get_certificate(name, Some(options))
+                                .await?
+                                .into_model()
+                        })
                         .await
                 })
                 .await?;
@@ -444,7 +511,10 @@ impl SecretSource for AzureSource {
                 } else {
                     None
                 };
-                Ok(Fetched::Certificate { cer: cert.cer, secret })
+                Ok(Fetched::Certificate {
+                    cer: cert.cer,
+                    secret,
+                })
             }
             ObjectKind::Key => {
                 let key = with_retries(self.deadline, self.timeout, || async {
@@ -453,11 +523,15 @@ impl SecretSource for AzureSource {
                         ..Default::default()
                     };
                     c.keys
-                        .call(|client| async move { client.get_key(name, Some(options)).await?.into_model() })
+                        .call(|client| async move {
+                            client.get_key(name, Some(options)).await?.into_model()
+                        })
                         .await
                 })
                 .await?;
-                let jwk = key.key.ok_or_else(|| Cause::Content("the key has no key material (key)".into()))?;
+                let jwk = key
+                    .key
+                    .ok_or_else(|| Cause::Content("the key has no key material (key)".into()))?;
                 Ok(Fetched::Key(PublicJwk {
                     kty: jwk.kty.map(|k| k.to_string()).unwrap_or_default(),
                     n: jwk.n,
@@ -473,17 +547,23 @@ impl SecretSource for AzureSource {
 
 /// The backing secret's name and version from a certificate's `sid`
 /// (`https://VAULT/secrets/NAME/VERSION`); the certificate's own name when absent.
-pub fn backing_secret(sid: Option<&str>, cert_name: &str) -> Result<(String, Option<String>), Cause> {
+pub fn backing_secret(
+    sid: Option<&str>,
+    cert_name: &str,
+) -> Result<(String, Option<String>), Cause> {
     let Some(sid) = sid else {
         return Ok((cert_name.to_string(), None));
     };
     let path = sid.split_once("://").map_or(sid, |(_, rest)| rest);
     let mut segments = path.split('/').skip(1);
     match (segments.next(), segments.next(), segments.next()) {
-        (Some("secrets"), Some(name), version) if !name.is_empty() => {
-            Ok((name.to_string(), version.filter(|v| !v.is_empty()).map(str::to_string)))
-        }
-        _ => Err(Cause::Content(format!("the certificate's secret id '{sid}' is not a Key Vault secret URL"))),
+        (Some("secrets"), Some(name), version) if !name.is_empty() => Ok((
+            name.to_string(),
+            version.filter(|v| !v.is_empty()).map(str::to_string),
+        )),
+        _ => Err(Cause::Content(format!(
+            "the certificate's secret id '{sid}' is not a Key Vault secret URL"
+        ))),
     }
 }
 
@@ -510,11 +590,41 @@ mod tests {
         let cases = [
             (fail(404, false, None), 1, rem, 0.0, None),
             (fail(403, false, None), 1, rem, 0.0, None),
-            (fail(429, true, Some(2)), 1, rem, 0.5, Some(Duration::from_secs(2))),
-            (fail(503, true, None), 1, rem, 1.0, Some(Duration::from_millis(200))),
-            (fail(503, true, None), 1, rem, 0.0, Some(Duration::from_millis(100))),
-            (fail(500, true, None), 3, rem, 1.0, Some(Duration::from_millis(800))),
-            (fail(500, true, None), 20, rem, 1.0, Some(Duration::from_secs(5))),
+            (
+                fail(429, true, Some(2)),
+                1,
+                rem,
+                0.5,
+                Some(Duration::from_secs(2)),
+            ),
+            (
+                fail(503, true, None),
+                1,
+                rem,
+                1.0,
+                Some(Duration::from_millis(200)),
+            ),
+            (
+                fail(503, true, None),
+                1,
+                rem,
+                0.0,
+                Some(Duration::from_millis(100)),
+            ),
+            (
+                fail(500, true, None),
+                3,
+                rem,
+                1.0,
+                Some(Duration::from_millis(800)),
+            ),
+            (
+                fail(500, true, None),
+                20,
+                rem,
+                1.0,
+                Some(Duration::from_secs(5)),
+            ),
             (fail(429, true, Some(40)), 2, rem, 1.0, None),
         ];
         for (failure, attempt, remaining, j, want) in cases {
@@ -536,9 +646,18 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after(Some("3"), None), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(Some("3"), Some("1500")), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(Some("3"), None),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after(Some("3"), Some("1500")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(Some("soon"), None), None);
         assert_eq!(parse_retry_after(None, None), None);
     }
@@ -547,18 +666,34 @@ mod tests {
     fn backing_secret_ids() {
         let v = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            backing_secret(Some(&format!("https://kv.vault.azure.net/secrets/tls/{v}")), "tls").expect("valid"),
+            backing_secret(
+                Some(&format!("https://kv.vault.azure.net/secrets/tls/{v}")),
+                "tls"
+            )
+            .expect("valid"),
             ("tls".to_string(), Some(v.to_string()))
         );
-        assert_eq!(backing_secret(Some("https://kv.vault.azure.net/secrets/tls"), "x").expect("valid"), ("tls".to_string(), None));
-        assert_eq!(backing_secret(None, "tls").expect("valid"), ("tls".to_string(), None));
+        assert_eq!(
+            backing_secret(Some("https://kv.vault.azure.net/secrets/tls"), "x").expect("valid"),
+            ("tls".to_string(), None)
+        );
+        assert_eq!(
+            backing_secret(None, "tls").expect("valid"),
+            ("tls".to_string(), None)
+        );
         assert!(backing_secret(Some("https://kv.vault.azure.net/keys/tls/1"), "tls").is_err());
     }
 
     #[test]
     fn error_bodies() {
         let body = br#"{"error":{"code":"Forbidden","message":"Caller is not authorized.\n Vault: kv1","innererror":{"code":"ForbiddenByRbac"}}}"#;
-        assert_eq!(error_body(body), (Some("Forbidden/ForbiddenByRbac".into()), "Caller is not authorized. Vault: kv1".into()));
+        assert_eq!(
+            error_body(body),
+            (
+                Some("Forbidden/ForbiddenByRbac".into()),
+                "Caller is not authorized. Vault: kv1".into()
+            )
+        );
         assert_eq!(error_body(b"oops"), (None, "oops".into()));
     }
 }

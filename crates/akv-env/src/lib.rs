@@ -51,7 +51,9 @@ impl Cli {
             Some("--") => {
                 let rest: Vec<OsString> = it.collect();
                 if rest.is_empty() {
-                    return Err(Error::Usage("no command after '--': write akv-env -- CMD [ARG...]".into()));
+                    return Err(Error::Usage(
+                        "no command after '--': write akv-env -- CMD [ARG...]".into(),
+                    ));
                 }
                 Ok(Cli::Run(rest))
             }
@@ -61,7 +63,9 @@ impl Cli {
             },
             Some("--version" | "-V") => Ok(Cli::Version),
             Some("--help" | "-h") => Ok(Cli::Help),
-            None => Err(Error::Usage("nothing to do: write akv-env -- CMD [ARG...] (see akv-env --help)".into())),
+            None => Err(Error::Usage(
+                "nothing to do: write akv-env -- CMD [ARG...] (see akv-env --help)".into(),
+            )),
             Some(_) => Err(Error::Usage(format!(
                 "unexpected argument {:?}: write akv-env -- CMD [ARG...] (see akv-env --help)",
                 first.unwrap_or_default()
@@ -119,8 +123,14 @@ mod tests {
 
     #[test]
     fn command_line() {
-        assert_eq!(Cli::parse(args(&["--", "app", "--", "-x"])).expect("ok"), Cli::Run(args(&["app", "--", "-x"])));
-        assert_eq!(Cli::parse(args(&["install", "/akv-injector"])).expect("ok"), Cli::Install("/akv-injector".into()));
+        assert_eq!(
+            Cli::parse(args(&["--", "app", "--", "-x"])).expect("ok"),
+            Cli::Run(args(&["app", "--", "-x"]))
+        );
+        assert_eq!(
+            Cli::parse(args(&["install", "/akv-injector"])).expect("ok"),
+            Cli::Install("/akv-injector".into())
+        );
         assert_eq!(Cli::parse(args(&["--version"])).expect("ok"), Cli::Version);
         assert_eq!(Cli::parse(args(&["-h"])).expect("ok"), Cli::Help);
         for (bad, want) in [

@@ -68,7 +68,10 @@ pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, PartError> {
     let mut blocks = Vec::new();
     let mut lines = text.lines().map(str::trim);
     while let Some(line) = lines.next() {
-        let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         let end = format!("-----END {label}-----");
@@ -88,7 +91,9 @@ pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, PartError> {
         if !closed {
             return Err(PartError::Pem("a BEGIN line has no matching END line"));
         }
-        let der = STANDARD.decode(b64.as_bytes()).map_err(|_| PartError::Pem("bad base64 in a block"))?;
+        let der = STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| PartError::Pem("bad base64 in a block"))?;
         blocks.push((label.to_string(), der));
     }
     Ok(blocks)
@@ -123,8 +128,18 @@ impl std::fmt::Debug for CertSecret {
 impl CertSecret {
     /// Parses the secret by its content type (PEM when text with BEGIN lines and no type).
     /// `leaf` (the certificate's `cer`) is moved to the front of the chain.
-    pub fn parse(content_type: Option<&str>, value: &str, leaf: Option<&[u8]>) -> Result<Self, PartError> {
-        let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    pub fn parse(
+        content_type: Option<&str>,
+        value: &str,
+        leaf: Option<&[u8]>,
+    ) -> Result<Self, PartError> {
+        let ct = content_type.map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
         let mut parsed = match ct.as_deref() {
             Some(PEM_CONTENT_TYPE) => parse_pem(value)?,
             Some(PKCS12_CONTENT_TYPE) => parse_pkcs12(value)?,
@@ -156,14 +171,15 @@ impl CertSecret {
 }
 
 fn parse_pem(value: &str) -> Result<CertSecret, PartError> {
-    let mut out = CertSecret { key_pem: None, chain: Vec::new() };
+    let mut out = CertSecret {
+        key_pem: None,
+        chain: Vec::new(),
+    };
     for (label, der) in pem_blocks(value)? {
         match label.as_str() {
             "CERTIFICATE" => out.chain.push(der),
-            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
-                if out.key_pem.is_none() {
-                    out.key_pem = Some(pem(&label, &der));
-                }
+            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" if out.key_pem.is_none() => {
+                out.key_pem = Some(pem(&label, &der));
             }
             "ENCRYPTED PRIVATE KEY" => return Err(PartError::EncryptedKey),
             _ => {}
@@ -177,8 +193,9 @@ fn parse_pkcs12(value: &str) -> Result<CertSecret, PartError> {
     let der = STANDARD
         .decode(compact.as_bytes())
         .map_err(|_| PartError::Pkcs12("the value is not base64".into()))?;
-    let store = p12_keystore::KeyStore::from_pkcs12(&der, "", p12_keystore::Pkcs12ImportPolicy::Strict)
-        .map_err(|e| PartError::Pkcs12(e.to_string()))?;
+    let store =
+        p12_keystore::KeyStore::from_pkcs12(&der, "", p12_keystore::Pkcs12ImportPolicy::Strict)
+            .map_err(|e| PartError::Pkcs12(e.to_string()))?;
     if let Some((_, chain)) = store.private_key_chain() {
         return Ok(CertSecret {
             key_pem: Some(pem("PRIVATE KEY", chain.key().as_der())),
@@ -192,7 +209,10 @@ fn parse_pkcs12(value: &str) -> Result<CertSecret, PartError> {
             _ => None,
         })
         .collect();
-    Ok(CertSecret { key_pem: None, chain })
+    Ok(CertSecret {
+        key_pem: None,
+        chain,
+    })
 }
 
 /// `#pubkey`: SubjectPublicKeyInfo PEM for an RSA or EC JWK.
@@ -233,7 +253,9 @@ pub fn b64url(s: &str) -> Option<Vec<u8>> {
 }
 
 // DER, just enough for SubjectPublicKeyInfo.
-const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA_ENCRYPTION: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 const DER_NULL: &[u8] = &[0x05, 0x00];
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -247,7 +269,12 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -281,7 +308,11 @@ fn der_uint(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn left_pad(bytes: &[u8], size: usize) -> Vec<u8> {
-    let bytes = if bytes.len() > size { &bytes[bytes.len() - size..] } else { bytes };
+    let bytes = if bytes.len() > size {
+        &bytes[bytes.len() - size..]
+    } else {
+        bytes
+    };
     let mut out = vec![0; size - bytes.len()];
     out.extend_from_slice(bytes);
     out
@@ -318,7 +349,10 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
             ..Default::default()
         };
         assert_eq!(pubkey_pem(&rsa).expect("rsa"), RSA_SPKI);
-        let hsm = PublicJwk { kty: "RSA-HSM".into(), ..rsa.clone() };
+        let hsm = PublicJwk {
+            kty: "RSA-HSM".into(),
+            ..rsa.clone()
+        };
         assert_eq!(pubkey_pem(&hsm).expect("rsa-hsm"), RSA_SPKI);
         let ec = PublicJwk {
             kty: "EC".into(),
@@ -333,9 +367,29 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
     #[test]
     fn public_key_errors() {
         let cases = [
-            (PublicJwk { kty: "oct".into(), ..Default::default() }, "key type 'oct' has no public key in PEM form (only RSA and EC keys do)"),
-            (PublicJwk { kty: "RSA".into(), e: Some(vec![1, 0, 1]), ..Default::default() }, "the key lacks its 'n' component"),
-            (PublicJwk { kty: "EC".into(), crv: Some("P-999".into()), ..Default::default() }, "unsupported EC curve 'P-999'"),
+            (
+                PublicJwk {
+                    kty: "oct".into(),
+                    ..Default::default()
+                },
+                "key type 'oct' has no public key in PEM form (only RSA and EC keys do)",
+            ),
+            (
+                PublicJwk {
+                    kty: "RSA".into(),
+                    e: Some(vec![1, 0, 1]),
+                    ..Default::default()
+                },
+                "the key lacks its 'n' component",
+            ),
+            (
+                PublicJwk {
+                    kty: "EC".into(),
+                    crv: Some("P-999".into()),
+                    ..Default::default()
+                },
+                "unsupported EC curve 'P-999'",
+            ),
         ];
         for (jwk, want) in cases {
             assert_eq!(pubkey_pem(&jwk).expect_err(want).to_string(), want);
@@ -344,7 +398,10 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
 
     #[test]
     fn der_integers() {
-        assert_eq!(der_uint(&[0x00, 0x01, 0x00, 0x01]), vec![0x02, 0x03, 0x01, 0x00, 0x01]);
+        assert_eq!(
+            der_uint(&[0x00, 0x01, 0x00, 0x01]),
+            vec![0x02, 0x03, 0x01, 0x00, 0x01]
+        );
         assert_eq!(der_uint(&[0x80]), vec![0x02, 0x02, 0x00, 0x80]);
         assert_eq!(der_uint(&[0, 0]), vec![0x02, 0x01, 0x00]);
         assert_eq!(tlv(0x04, &[0; 200])[..3], [0x04, 0x81, 200]);
@@ -356,14 +413,30 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
         let leaf = vec![0x30, 0x03, 0x02, 0x01, 0x01];
         let ca = vec![0x30, 0x03, 0x02, 0x01, 0x02];
         let key = vec![0x30, 0x03, 0x02, 0x01, 0x03];
-        let text = format!("{}{}{}", pem("CERTIFICATE", &ca), pem("PRIVATE KEY", &key), pem("CERTIFICATE", &leaf));
+        let text = format!(
+            "{}{}{}",
+            pem("CERTIFICATE", &ca),
+            pem("PRIVATE KEY", &key),
+            pem("CERTIFICATE", &leaf)
+        );
         let blocks = pem_blocks(&text).expect("valid");
         assert_eq!(blocks.len(), 3);
-        let parsed = CertSecret::parse(Some("application/x-pem-file"), &text.replace('\n', "\r\n"), Some(&leaf)).expect("valid");
+        let parsed = CertSecret::parse(
+            Some("application/x-pem-file"),
+            &text.replace('\n', "\r\n"),
+            Some(&leaf),
+        )
+        .expect("valid");
         assert_eq!(parsed.chain, vec![leaf.clone(), ca.clone()]);
         assert_eq!(parsed.key().expect("key"), pem("PRIVATE KEY", &key));
-        assert_eq!(parsed.chain_pem().expect("chain"), format!("{}{}", pem("CERTIFICATE", &leaf), pem("CERTIFICATE", &ca)));
-        assert_eq!(format!("{parsed:?}"), "CertSecret { key_pem: Some(\"<redacted>\"), chain: 2 }");
+        assert_eq!(
+            parsed.chain_pem().expect("chain"),
+            format!("{}{}", pem("CERTIFICATE", &leaf), pem("CERTIFICATE", &ca))
+        );
+        assert_eq!(
+            format!("{parsed:?}"),
+            "CertSecret { key_pem: Some(\"<redacted>\"), chain: 2 }"
+        );
         // No content type: PEM is recognised.
         assert!(CertSecret::parse(None, &text, None).is_ok());
     }
@@ -377,9 +450,19 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
             (Some("application/x-pkcs12"), "not base64!".to_string(), "the certificate's secret is not a PKCS#12 archive without password: the value is not base64"),
         ];
         for (ct, value, want) in cases {
-            assert_eq!(CertSecret::parse(ct, &value, None).expect_err(want).to_string(), want);
+            assert_eq!(
+                CertSecret::parse(ct, &value, None)
+                    .expect_err(want)
+                    .to_string(),
+                want
+            );
         }
-        let no_key = CertSecret::parse(Some("application/x-pem-file"), &pem("CERTIFICATE", &[0x30, 0]), None).expect("valid");
+        let no_key = CertSecret::parse(
+            Some("application/x-pem-file"),
+            &pem("CERTIFICATE", &[0x30, 0]),
+            None,
+        )
+        .expect("valid");
         assert_eq!(no_key.key().expect_err("no key"), PartError::NoKey);
         assert_eq!(cert_pem(None).expect_err("no cer"), PartError::NoCer);
     }

@@ -69,19 +69,30 @@ impl Plan {
         }
         let mut by_vault: BTreeMap<&VaultUrl, Vec<Site>> = BTreeMap::new();
         for (id, usage) in &plan.objects {
-            by_vault.entry(&id.vault).or_default().extend(usage.sites.iter().cloned());
+            by_vault
+                .entry(&id.vault)
+                .or_default()
+                .extend(usage.sites.iter().cloned());
         }
         for (vault, mut sites) in by_vault {
             if let Err(source) = hosts.check(vault) {
                 sites.sort();
                 sites.dedup();
-                return Err(PlanError::HostNotAllowed { sites: Sites(sites), source });
+                return Err(PlanError::HostNotAllowed {
+                    sites: Sites(sites),
+                    source,
+                });
             }
         }
         Ok(plan)
     }
 
-    fn add(&mut self, t: &Template, site: Site, default_vault: Option<&VaultUrl>) -> Result<(), PlanError> {
+    fn add(
+        &mut self,
+        t: &Template,
+        site: Site,
+        default_vault: Option<&VaultUrl>,
+    ) -> Result<(), PlanError> {
         for r in t.references() {
             let id = object_of(r, default_vault).ok_or_else(|| PlanError::NoVault {
                 site: site.clone(),
@@ -123,11 +134,15 @@ pub fn object_of(r: &Reference, default_vault: Option<&VaultUrl>) -> Option<Obje
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table tests
 mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
     }
     fn argv(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
@@ -144,7 +159,10 @@ mod tests {
             &env(&[
                 ("PLAIN", "hello"),
                 ("A", "akv:db-password"),
-                ("B", "postgres://app:${akv:DB-Password}@db/${akv://kv2/db-name}"),
+                (
+                    "B",
+                    "postgres://app:${akv:DB-Password}@db/${akv://kv2/db-name}",
+                ),
                 ("C", &format!("akv:db-password/{V}")),
                 ("TLS_CERT", "akv:tls#cert"),
                 ("TLS_KEY", "akv:tls#key"),
@@ -157,7 +175,14 @@ mod tests {
             &HostPolicy::default(),
         )
         .expect("valid");
-        let got: Vec<(String, ObjectKind, &str, Option<&str>, Vec<Part>, Vec<String>)> = plan
+        let got: Vec<(
+            String,
+            ObjectKind,
+            &str,
+            Option<&str>,
+            Vec<Part>,
+            Vec<String>,
+        )> = plan
             .objects
             .iter()
             .map(|(id, u)| {
@@ -175,21 +200,71 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("https://kv1.vault.azure.net".into(), ObjectKind::Secret, "db-password", None, vec![Part::Value], vec!["env var A".into(), "env var B".into(), "argument 1".into()]),
-                ("https://kv1.vault.azure.net".into(), ObjectKind::Secret, "db-password", Some(v.as_str()), vec![Part::Value], vec!["env var C".into()]),
-                ("https://kv1.vault.azure.net".into(), ObjectKind::Certificate, "tls", None, vec![Part::Cert, Part::Key, Part::Chain], vec!["env var TLS_CERT".into(), "env var TLS_KEY".into(), "argument 2".into()]),
-                ("https://kv2.vault.azure.cn".into(), ObjectKind::Key, "signing", None, vec![Part::Pubkey], vec!["env var JWT".into()]),
-                ("https://kv2.vault.azure.net".into(), ObjectKind::Secret, "db-name", None, vec![Part::Value], vec!["env var B".into()]),
+                (
+                    "https://kv1.vault.azure.net".into(),
+                    ObjectKind::Secret,
+                    "db-password",
+                    None,
+                    vec![Part::Value],
+                    vec!["env var A".into(), "env var B".into(), "argument 1".into()]
+                ),
+                (
+                    "https://kv1.vault.azure.net".into(),
+                    ObjectKind::Secret,
+                    "db-password",
+                    Some(v.as_str()),
+                    vec![Part::Value],
+                    vec!["env var C".into()]
+                ),
+                (
+                    "https://kv1.vault.azure.net".into(),
+                    ObjectKind::Certificate,
+                    "tls",
+                    None,
+                    vec![Part::Cert, Part::Key, Part::Chain],
+                    vec![
+                        "env var TLS_CERT".into(),
+                        "env var TLS_KEY".into(),
+                        "argument 2".into()
+                    ]
+                ),
+                (
+                    "https://kv2.vault.azure.cn".into(),
+                    ObjectKind::Key,
+                    "signing",
+                    None,
+                    vec![Part::Pubkey],
+                    vec!["env var JWT".into()]
+                ),
+                (
+                    "https://kv2.vault.azure.net".into(),
+                    ObjectKind::Secret,
+                    "db-name",
+                    None,
+                    vec![Part::Value],
+                    vec!["env var B".into()]
+                ),
             ]
         );
-        assert_eq!(plan.env.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(plan.args.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            plan.env.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(
+            plan.args.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
     fn nothing_to_do() {
-        let plan = Plan::build(&env(&[("A", "b"), ("JDBC", "jdbc:akv:x")]), &argv(&["sh", "-c", "echo $A"]), None, &HostPolicy::default())
-            .expect("valid");
+        let plan = Plan::build(
+            &env(&[("A", "b"), ("JDBC", "jdbc:akv:x")]),
+            &argv(&["sh", "-c", "echo $A"]),
+            None,
+            &HostPolicy::default(),
+        )
+        .expect("valid");
         assert!(plan.is_empty());
     }
 
@@ -197,17 +272,34 @@ mod tests {
     fn errors_name_the_site() {
         let hosts = HostPolicy::default();
         let cases: Vec<(Vec<(OsString, OsString)>, Vec<OsString>, &str)> = vec![
-            (env(&[("DB", "akv:db_password")]), argv(&["app"]), "env var DB: object name 'db_password' contains '_'"),
-            (env(&[]), argv(&["app", "x", "--p=${akv:db"]), "argument 2: '${akv:' at byte 4 is not closed"),
-            (env(&[("DB", "akv:db")]), argv(&["app"]), "env var DB: 'akv:db' names no vault and the pod has no default vault"),
             (
-                env(&[("DB", "akv://evil.example.com/db"), ("X", "${akv://evil.example.com/x}")]),
+                env(&[("DB", "akv:db_password")]),
+                argv(&["app"]),
+                "env var DB: object name 'db_password' contains '_'",
+            ),
+            (
+                env(&[]),
+                argv(&["app", "x", "--p=${akv:db"]),
+                "argument 2: '${akv:' at byte 4 is not closed",
+            ),
+            (
+                env(&[("DB", "akv:db")]),
+                argv(&["app"]),
+                "env var DB: 'akv:db' names no vault and the pod has no default vault",
+            ),
+            (
+                env(&[
+                    ("DB", "akv://evil.example.com/db"),
+                    ("X", "${akv://evil.example.com/x}"),
+                ]),
                 argv(&["app"]),
                 "env var DB, env var X: vault host 'evil.example.com' is not a Key Vault host",
             ),
         ];
         for (e, a, want) in cases {
-            let err = Plan::build(&e, &a, None, &hosts).expect_err(want).to_string();
+            let err = Plan::build(&e, &a, None, &hosts)
+                .expect_err(want)
+                .to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
     }
@@ -216,8 +308,17 @@ mod tests {
     fn allowed_hosts() {
         let hosts = HostPolicy::from_list("localhost,127.0.0.1").expect("valid");
         let default = kv("https://localhost:8443");
-        let plan = Plan::build(&env(&[("A", "akv:a"), ("B", "akv://127.0.0.1:9443/b")]), &argv(&["app"]), Some(&default), &hosts).expect("allowed");
+        let plan = Plan::build(
+            &env(&[("A", "akv:a"), ("B", "akv://127.0.0.1:9443/b")]),
+            &argv(&["app"]),
+            Some(&default),
+            &hosts,
+        )
+        .expect("allowed");
         let vaults: Vec<String> = plan.objects.keys().map(|id| id.vault.url()).collect();
-        assert_eq!(vaults, vec!["https://127.0.0.1:9443", "https://localhost:8443"]);
+        assert_eq!(
+            vaults,
+            vec!["https://127.0.0.1:9443", "https://localhost:8443"]
+        );
     }
 }

@@ -48,8 +48,16 @@ pub struct Resolved {
 }
 
 /// Fetches all objects at once; every failure is reported, not just the first.
-pub async fn resolve<S: SecretSource>(plan: &Plan, source: &S, ignore_missing: bool, client_id: &str) -> Result<Resolved, Vec<FetchError>> {
-    let fetches = plan.objects.iter().map(|(id, usage)| async move { (id, usage, source.fetch(id, &usage.parts).await) });
+pub async fn resolve<S: SecretSource>(
+    plan: &Plan,
+    source: &S,
+    ignore_missing: bool,
+    client_id: &str,
+) -> Result<Resolved, Vec<FetchError>> {
+    let fetches = plan
+        .objects
+        .iter()
+        .map(|(id, usage)| async move { (id, usage, source.fetch(id, &usage.parts).await) });
     let results = futures::future::join_all(fetches).await;
     let mut out = Resolved::default();
     let mut errors = Vec::new();
@@ -109,14 +117,20 @@ fn kind_word(kind: ObjectKind) -> &'static str {
     }
 }
 
-fn take_parts(id: &ObjectId, usage: &ObjectUse, fetched: Fetched) -> Result<Vec<(Part, String)>, Cause> {
+fn take_parts(
+    id: &ObjectId,
+    usage: &ObjectUse,
+    fetched: Fetched,
+) -> Result<Vec<(Part, String)>, Cause> {
     let content = |e: parts::PartError| Cause::Content(e.to_string());
     let mut out = Vec::new();
     match fetched {
         Fetched::Secret { value } => out.push((Part::Value, value)),
         Fetched::Certificate { cer, secret } => {
             let parsed = match &secret {
-                Some((ct, value)) => Some(CertSecret::parse(ct.as_deref(), value, cer.as_deref()).map_err(content)?),
+                Some((ct, value)) => {
+                    Some(CertSecret::parse(ct.as_deref(), value, cer.as_deref()).map_err(content)?)
+                }
                 None => None,
             };
             for part in &usage.parts {
@@ -124,7 +138,12 @@ fn take_parts(id: &ObjectId, usage: &ObjectUse, fetched: Fetched) -> Result<Vec<
                     (Part::Cert, _) => parts::cert_pem(cer.as_deref()).map_err(content)?,
                     (Part::Key, Some(p)) => p.key().map_err(content)?,
                     (Part::Chain, Some(p)) => p.chain_pem().map_err(content)?,
-                    _ => return Err(Cause::Content(format!("cannot take #{part} from certificate '{}'", id.name))),
+                    _ => {
+                        return Err(Cause::Content(format!(
+                            "cannot take #{part} from certificate '{}'",
+                            id.name
+                        )))
+                    }
                 };
                 out.push((*part, value));
             }
@@ -157,35 +176,56 @@ mod tests {
                 message: String::new(),
             };
             match id.name.as_str() {
-                "db" => Ok(Fetched::Secret { value: "s3cr3t".into() }),
+                "db" => Ok(Fetched::Secret {
+                    value: "s3cr3t".into(),
+                }),
                 "gone" => Err(status(404)),
                 "denied" => Err(status(403)),
                 "tls" => Ok(Fetched::Certificate {
                     cer: Some(vec![0x30, 0x00]),
-                    secret: Some((Some("application/x-pem-file".into()), parts::pem("PRIVATE KEY", &[0x30, 0x01, 0x00]))),
+                    secret: Some((
+                        Some("application/x-pem-file".into()),
+                        parts::pem("PRIVATE KEY", &[0x30, 0x01, 0x00]),
+                    )),
                 }),
-                "sym" => Ok(Fetched::Key(parts::PublicJwk { kty: "oct".into(), ..Default::default() })),
+                "sym" => Ok(Fetched::Key(parts::PublicJwk {
+                    kty: "oct".into(),
+                    ..Default::default()
+                })),
                 _ => Err(status(500)),
             }
         }
     }
 
     fn plan(pairs: &[(&str, &str)]) -> Plan {
-        let env: Vec<(OsString, OsString)> = pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
+        let env: Vec<(OsString, OsString)> = pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
         let vault = VaultUrl::parse_spec("kv1").expect("valid");
         Plan::build(&env, &[], Some(&vault), &HostPolicy::default()).expect("valid")
     }
 
     fn run(p: &Plan, ignore_missing: bool) -> (Result<Resolved, Vec<FetchError>>, Vec<String>) {
-        let source = Table { calls: RefCell::default() };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let source = Table {
+            calls: RefCell::default(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let result = rt.block_on(resolve(p, &source, ignore_missing, "client-1"));
         (result, source.calls.into_inner())
     }
 
     #[test]
     fn resolves_each_object_once() {
-        let p = plan(&[("A", "akv:db"), ("B", "x${akv:db}y${akv:DB}"), ("C", "akv:tls#cert"), ("D", "akv:tls#key")]);
+        let p = plan(&[
+            ("A", "akv:db"),
+            ("B", "x${akv:db}y${akv:DB}"),
+            ("C", "akv:tls#cert"),
+            ("D", "akv:tls#key"),
+        ]);
         let (result, calls) = run(&p, false);
         let resolved = result.expect("ok");
         assert_eq!(calls, vec!["db", "tls"]);
@@ -193,7 +233,10 @@ mod tests {
         let r: Reference = "akv:db".parse().expect("valid");
         assert_eq!(resolved.values.get(&r, Some(&vault)), "s3cr3t");
         let cert: Reference = "akv:tls#cert".parse().expect("valid");
-        assert_eq!(resolved.values.get(&cert, Some(&vault)), "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            resolved.values.get(&cert, Some(&vault)),
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
+        );
         assert_eq!(format!("{:?}", resolved.values), "Values(3 resolved)");
     }
 
@@ -217,12 +260,31 @@ mod tests {
 
     #[test]
     fn every_failure_is_reported() {
-        let p = plan(&[("A", "akv:denied"), ("B", "akv:db"), ("C", "akv:sym#pubkey"), ("E", "akv:tls#chain")]);
+        let p = plan(&[
+            ("A", "akv:denied"),
+            ("B", "akv:db"),
+            ("C", "akv:sym#pubkey"),
+            ("E", "akv:tls#chain"),
+        ]);
         let (result, _) = run(&p, true);
-        let errors: Vec<String> = result.expect_err("fails").iter().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = result
+            .expect_err("fails")
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[0].contains("cannot read secret 'denied'") && errors[0].contains("HTTP 403. Hint: grant the identity (client id client-1) the 'Key Vault Secrets User' role"), "{}", errors[0]);
-        assert!(errors[1].contains("certificate 'tls'") && errors[1].contains("the certificate's secret holds no certificate"), "{}", errors[1]);
-        assert!(errors[2].contains("key 'sym'") && errors[2].contains("key type 'oct' has no public key"), "{}", errors[2]);
+        assert!(
+            errors[1].contains("certificate 'tls'")
+                && errors[1].contains("the certificate's secret holds no certificate"),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[2].contains("key 'sym'")
+                && errors[2].contains("key type 'oct' has no public key"),
+            "{}",
+            errors[2]
+        );
     }
 }

@@ -9,13 +9,15 @@ use akv_env::{install, run, Cli, Error, USAGE};
 fn main() -> ExitCode {
     let error = match Cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(Cli::Run(argv)) => run(argv),
-        Ok(Cli::Install(dir)) => match std::env::current_exe().and_then(|exe| install::install(&exe, &dir)) {
-            Ok(path) => {
-                eprintln!("akv-env: installed {}", path.display());
-                return ExitCode::SUCCESS;
+        Ok(Cli::Install(dir)) => {
+            match std::env::current_exe().and_then(|exe| install::install(&exe, &dir)) {
+                Ok(path) => {
+                    eprintln!("akv-env: installed {}", path.display());
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => Error::Install(format!("cannot copy akv-env to {}: {e}", dir.display())),
             }
-            Err(e) => Error::Install(format!("cannot copy akv-env to {}: {e}", dir.display())),
-        },
+        }
         Ok(Cli::Version) => {
             println!("akv-env {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -27,5 +29,9 @@ fn main() -> ExitCode {
         Err(e) => e,
     };
     eprintln!("akv-env: {error}");
-    ExitCode::from(if matches!(error, Error::Usage(_)) { 2 } else { 1 })
+    ExitCode::from(if matches!(error, Error::Usage(_)) {
+        2
+    } else {
+        1
+    })
 }

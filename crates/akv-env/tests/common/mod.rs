@@ -80,7 +80,8 @@ impl Testbed {
     /// POST to the control API.
     pub fn control(&self, path: &str, body: Value) -> Value {
         let body = body.to_string();
-        let mut s = TcpStream::connect(("127.0.0.1", self.control)).expect("connect to control API");
+        let mut s =
+            TcpStream::connect(("127.0.0.1", self.control)).expect("connect to control API");
         write!(
             s,
             "POST {path} HTTP/1.0\r\nHost: control\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -108,7 +109,10 @@ impl Testbed {
     }
 
     pub fn secret(&self, vault: &str, name: &str, value: &str) -> String {
-        self.control(&format!("/vault/{vault}/secret"), json!({"name": name, "value": value}))["version"]
+        self.control(
+            &format!("/vault/{vault}/secret"),
+            json!({"name": name, "value": value}),
+        )["version"]
             .as_str()
             .expect("version")
             .to_string()
@@ -123,14 +127,25 @@ impl Testbed {
         let s = &self.stats()["vaults"][vault][format!("GET {}", path.to_ascii_lowercase())];
         let statuses = s["statuses"]
             .as_object()
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
             .unwrap_or_default();
-        (s["total"].as_u64().unwrap_or(0), s["unauthenticated"].as_u64().unwrap_or(0), statuses)
+        (
+            s["total"].as_u64().unwrap_or(0),
+            s["unauthenticated"].as_u64().unwrap_or(0),
+            statuses,
+        )
     }
 
     pub fn tokens(&self, client_id: &str) -> (u64, u64) {
         let s = self.stats();
-        (s["tokens"][client_id].as_u64().unwrap_or(0), s["tokenFailures"][client_id].as_u64().unwrap_or(0))
+        (
+            s["tokens"][client_id].as_u64().unwrap_or(0),
+            s["tokenFailures"][client_id].as_u64().unwrap_or(0),
+        )
     }
 
     pub fn fault(&self, vault: &str, path: &str, f: Value) {
@@ -153,7 +168,14 @@ pub fn random_hex(n: usize) -> String {
 
 pub fn guid() -> String {
     let h = random_hex(32);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// A unique object name for one test.
@@ -177,21 +199,42 @@ impl Pod {
         let client_id = guid();
         let tenant_id = guid();
         let subject = format!("system:serviceaccount:ns-{}:app", random_hex(6));
-        tb.control("/identity", json!({"client_id": client_id, "tenant": tenant_id, "subject": subject}));
+        tb.control(
+            "/identity",
+            json!({"client_id": client_id, "tenant": tenant_id, "subject": subject}),
+        );
         let dir = std::env::temp_dir().join(format!("akv-env-test-{}", random_hex(12)));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let token_file = dir.join("azure-identity-token");
-        let token = tb.control("/mint", json!({"subject": subject}))["token"].as_str().expect("token").to_string();
+        let token = tb.control("/mint", json!({"subject": subject}))["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
         std::fs::write(&token_file, token).expect("write token");
         let env = vec![
-            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
-            ("SSL_CERT_FILE".to_string(), tb.path("AKV_TESTBED_CA").to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/bin:/usr/bin:/bin".to_string(),
+            ),
+            (
+                "SSL_CERT_FILE".to_string(),
+                tb.path("AKV_TESTBED_CA").to_string(),
+            ),
             ("AZURE_CLIENT_ID".to_string(), client_id.clone()),
             ("AZURE_TENANT_ID".to_string(), tenant_id.clone()),
-            ("AZURE_FEDERATED_TOKEN_FILE".to_string(), token_file.display().to_string()),
-            ("AZURE_AUTHORITY_HOST".to_string(), format!("https://localhost:{}/", tb.token)),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE".to_string(),
+                token_file.display().to_string(),
+            ),
+            (
+                "AZURE_AUTHORITY_HOST".to_string(),
+                format!("https://localhost:{}/", tb.token),
+            ),
             ("AKV_INJECTOR_VAULT".to_string(), tb.vault_url("a")),
-            ("AKV_INJECTOR_ALLOW_VAULT_HOSTS".to_string(), "127.0.0.1,127.0.0.2".to_string()),
+            (
+                "AKV_INJECTOR_ALLOW_VAULT_HOSTS".to_string(),
+                "127.0.0.1,127.0.0.2".to_string(),
+            ),
             ("AKV_INJECTOR_TIMEOUT".to_string(), "20s".to_string()),
         ];
         Pod {
@@ -205,7 +248,10 @@ impl Pod {
     }
 
     pub fn grant(&self, tb: &Testbed, vault: &str) -> &Self {
-        tb.control(&format!("/vault/{vault}/grant"), json!({"client_id": self.client_id}));
+        tb.control(
+            &format!("/vault/{vault}/grant"),
+            json!({"client_id": self.client_id}),
+        );
         self
     }
 
@@ -220,28 +266,52 @@ impl Pod {
 
     pub fn command(&self, tb: &Testbed, vars: &[(&str, &str)], argv: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.env_clear().envs(self.env.iter().cloned()).envs(vars.iter().copied()).arg("--").args(argv);
+        cmd.env_clear()
+            .envs(self.env.iter().cloned())
+            .envs(vars.iter().copied())
+            .arg("--")
+            .args(argv);
         let _ = tb;
         cmd
     }
 
     /// Runs `akv-env -- node app.mjs dump OUT ARGS...`; returns the output and what the
     /// application saw (None when it did not start).
-    pub fn run_app(&self, tb: &Testbed, vars: &[(&str, &str)], args: &[&str]) -> (Output, Option<Value>, u32) {
+    pub fn run_app(
+        &self,
+        tb: &Testbed,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> (Output, Option<Value>, u32) {
         let out_file = self.dir.join(format!("app-{}.json", random_hex(6)));
         let app = app_path();
-        let mut argv = vec![tb.path("AKV_TESTBED_NODE"), app.as_str(), "dump", out_file.to_str().expect("utf-8")];
+        let mut argv = vec![
+            tb.path("AKV_TESTBED_NODE"),
+            app.as_str(),
+            "dump",
+            out_file.to_str().expect("utf-8"),
+        ];
         argv.extend_from_slice(args);
-        let child = self.command(tb, vars, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn akv-env");
+        let child = self
+            .command(tb, vars, &argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn akv-env");
         let pid = child.id();
         let output = child.wait_with_output().expect("wait");
-        let seen = std::fs::read_to_string(&out_file).ok().map(|s| serde_json::from_str(&s).expect("app json"));
+        let seen = std::fs::read_to_string(&out_file)
+            .ok()
+            .map(|s| serde_json::from_str(&s).expect("app json"));
         (output, seen, pid)
     }
 }
 
 pub fn app_path() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/app.mjs").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testbed/app.mjs")
+        .display()
+        .to_string()
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -250,7 +320,15 @@ pub fn stderr(o: &Output) -> String {
 
 /// Runs openssl; returns stdout.
 pub fn openssl(tb: &Testbed, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(tb.path("AKV_TESTBED_OPENSSL")).current_dir(dir).args(args).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tb.path("AKV_TESTBED_OPENSSL"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }

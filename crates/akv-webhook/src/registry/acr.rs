@@ -1,0 +1,186 @@
+//! Azure Container Registry with the webhook's own workload identity: an Entra ID token
+//! for `https://containerregistry.azure.net/.default` (client assertion = the federated
+//! service-account token), exchanged for an ACR refresh token at
+//! `POST https://<registry>/oauth2/exchange`. The refresh token is then the password of the
+//! user `00000000-0000-0000-0000-000000000000`, as `az acr login` does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+/// The user name that goes with an ACR refresh token.
+pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
+const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
+const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
+/// ACR refresh tokens live about three hours; use one for at most this long.
+const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(45 * 60);
+
+/// Whether a registry host is an Azure Container Registry.
+pub fn is_acr(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    [".azurecr.io", ".azurecr.cn", ".azurecr.us"]
+        .iter()
+        .any(|s| host.ends_with(s) && host.len() > s.len())
+}
+
+/// Gives an ACR refresh token for a registry host.
+#[async_trait]
+pub trait AcrTokenSource: Send + Sync {
+    async fn refresh_token(&self, registry: &str) -> Result<String, String>;
+}
+
+/// The webhook's workload identity, from the standard `AZURE_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub token_file: PathBuf,
+    /// e.g. `https://login.microsoftonline.com/`
+    pub authority_host: String,
+}
+
+impl WorkloadIdentity {
+    /// From `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE` and
+    /// `AZURE_AUTHORITY_HOST`; `None` unless the first three are set.
+    pub fn from_env() -> Option<Self> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Some(WorkloadIdentity {
+            client_id: var("AZURE_CLIENT_ID")?,
+            tenant_id: var("AZURE_TENANT_ID")?,
+            token_file: PathBuf::from(var("AZURE_FEDERATED_TOKEN_FILE")?),
+            authority_host: var("AZURE_AUTHORITY_HOST")
+                .unwrap_or_else(|| DEFAULT_AUTHORITY.to_string()),
+        })
+    }
+}
+
+/// Exchanges the webhook's workload identity for ACR refresh tokens, cached per registry.
+pub struct WorkloadIdentityAcr {
+    identity: WorkloadIdentity,
+    http: reqwest13::Client,
+    tokens: moka::future::Cache<String, String>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct ExchangeResponse {
+    refresh_token: String,
+}
+
+impl WorkloadIdentityAcr {
+    /// `http` must trust the registries' and the authority's certificates.
+    pub fn new(identity: WorkloadIdentity, http: reqwest13::Client) -> Self {
+        WorkloadIdentityAcr {
+            identity,
+            http,
+            tokens: moka::future::Cache::builder()
+                .max_capacity(256)
+                .time_to_live(REFRESH_TOKEN_TTL)
+                .build(),
+        }
+    }
+
+    async fn entra_token(&self) -> Result<String, String> {
+        let id = &self.identity;
+        let assertion = tokio::fs::read_to_string(&id.token_file).await.map_err(|e| {
+            format!(
+                "cannot read the webhook's federated token file {}: {e}",
+                id.token_file.display()
+            )
+        })?;
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            id.authority_host.trim_end_matches('/'),
+            id.tenant_id
+        );
+        let form = [
+            ("client_id", id.client_id.as_str()),
+            ("scope", ACR_SCOPE),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.trim()),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("Entra ID token request to {url} failed: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "Entra ID refused a token for the webhook's identity (client id {}): HTTP {status}",
+                id.client_id
+            ));
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| format!("Entra ID token response unreadable: {e}"))?;
+        Ok(body.access_token)
+    }
+
+    async fn exchange(&self, registry: &str) -> Result<String, String> {
+        let access_token = self.entra_token().await?;
+        let url = format!("https://{registry}/oauth2/exchange");
+        let form = [
+            ("grant_type", "access_token"),
+            ("service", registry),
+            ("tenant", self.identity.tenant_id.as_str()),
+            ("access_token", access_token.as_str()),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("ACR token exchange at {url} failed: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "{registry} refused to exchange the webhook's Entra ID token (client id {}): HTTP {status}; grant the identity the AcrPull role on the registry",
+                self.identity.client_id
+            ));
+        }
+        let body: ExchangeResponse = response
+            .json()
+            .await
+            .map_err(|e| format!("ACR token exchange response unreadable: {e}"))?;
+        Ok(body.refresh_token)
+    }
+}
+
+#[async_trait]
+impl AcrTokenSource for WorkloadIdentityAcr {
+    async fn refresh_token(&self, registry: &str) -> Result<String, String> {
+        self.tokens
+            .try_get_with(registry.to_string(), self.exchange(registry))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acr_hosts() {
+        assert!(is_acr("myacr.azurecr.io"));
+        assert!(is_acr("MyAcr.azurecr.cn"));
+        assert!(!is_acr("azurecr.io"));
+        assert!(!is_acr("myacr.azurecr.io.evil.example"));
+        assert!(!is_acr("docker.io"));
+    }
+}
