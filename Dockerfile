@@ -2,7 +2,8 @@
 # One image with both binaries, built statically for musl:
 #   /usr/local/bin/akv-webhook  the admission webhook (ENTRYPOINT)
 #   /usr/local/bin/akv-env      copied into injected pods by their init container
-#                               (`akv-env install /akv-injector`)
+#                               (`akv-env install /akv-injector`); built for size
+#                               (profile release-size) since it lands in every pod
 # Build: docker build -t akv-injector:0.1.0 .
 # scripts/check-dockerfile lints this file and builds the binaries the same way.
 
@@ -18,10 +19,11 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl --bin akv-webhook --bin akv-env \
+    cargo build --release --locked --target x86_64-unknown-linux-musl --bin akv-webhook \
+ && cargo build --profile release-size --locked --target x86_64-unknown-linux-musl --bin akv-env \
  && mkdir -p /out \
  && cp target/x86_64-unknown-linux-musl/release/akv-webhook \
-       target/x86_64-unknown-linux-musl/release/akv-env /out/
+       target/x86_64-unknown-linux-musl/release-size/akv-env /out/
 
 # Distroless static: no shell, no libc, runs as nonroot (65532) by default.
 FROM gcr.io/distroless/static-debian12:nonroot

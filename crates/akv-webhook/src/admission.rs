@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -82,17 +83,33 @@ pub enum BadRequest {
     NotAPod(String),
 }
 
+/// How long one review may spend on registry lookups by default (`--registry-timeout`),
+/// well inside the webhook's 5 s `timeoutSeconds`.
+pub const DEFAULT_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Answers admission reviews. Cheap to share behind an `Arc`.
 pub struct Admission {
     settings: InjectSettings,
     images: Arc<dyn ImageConfigSource>,
+    lookup_deadline: Duration,
 }
 
 impl Admission {
     /// An admission handler with the operator's settings and the source of image configs
     /// for containers that have no `command`.
     pub fn new(settings: InjectSettings, images: Arc<dyn ImageConfigSource>) -> Self {
-        Admission { settings, images }
+        Admission {
+            settings,
+            images,
+            lookup_deadline: DEFAULT_LOOKUP_DEADLINE,
+        }
+    }
+
+    /// Sets how long one review may wait for all its image lookups together; an image
+    /// not read by then denies the pod.
+    pub fn with_lookup_deadline(mut self, deadline: Duration) -> Self {
+        self.lookup_deadline = deadline;
+        self
     }
 
     /// Answers one review. `Err` only for a body that is not an AdmissionReview for a Pod.
@@ -142,7 +159,9 @@ impl Admission {
         if plan.targets.is_empty() {
             return (with_warnings(allow(), &plan.warnings), Outcome::Skipped, 0);
         }
-        let images = self.look_up_images(&plan, pod).await;
+        let images = self
+            .look_up_images(&plan, pod, request.namespace.as_deref())
+            .await;
         let mutation = match inject::mutate(pod, &plan, &self.settings, &images) {
             Ok(mutation) => mutation,
             Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
@@ -164,21 +183,42 @@ impl Admission {
         }
     }
 
+    /// Looks up every distinct image concurrently, all within one deadline.
     async fn look_up_images(
         &self,
         plan: &Plan,
         pod: &Pod,
+        namespace: Option<&str>,
     ) -> BTreeMap<String, Result<ImageConfig, String>> {
-        let mut out = BTreeMap::new();
-        for image in plan.images_to_look_up() {
-            let result = self
-                .images
-                .image_config(image, pod)
-                .await
-                .map_err(|e| e.to_string());
-            out.insert(image.to_string(), result);
+        let images = plan.images_to_look_up();
+        if images.is_empty() {
+            return BTreeMap::new();
         }
-        out
+        // The pod in a CREATE review often has no namespace yet: the request has it, and
+        // the lookup needs it to find the pod's pull secrets.
+        let owned;
+        let pod = match (&pod.metadata.namespace, namespace) {
+            (None, Some(ns)) => {
+                let mut with_namespace = pod.clone();
+                with_namespace.metadata.namespace = Some(ns.to_string());
+                owned = with_namespace;
+                &owned
+            }
+            _ => pod,
+        };
+        let deadline = tokio::time::Instant::now() + self.lookup_deadline;
+        let limit = self.lookup_deadline;
+        let lookups = images.into_iter().map(|image| async move {
+            let result = match tokio::time::timeout_at(deadline, self.images.image_config(image, pod)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "the registry did not answer within {} (the webhook's --registry-timeout)",
+                    akv_core::settings::format_duration(limit)
+                )),
+            };
+            (image.to_string(), result)
+        });
+        futures::future::join_all(lookups).await.into_iter().collect()
     }
 }
 

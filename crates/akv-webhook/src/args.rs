@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::registry::Platform;
 
 /// The default `--env-image`: the image of this very release.
 pub const DEFAULT_ENV_IMAGE: &str = concat!("akv-injector:", env!("CARGO_PKG_VERSION"));
@@ -63,6 +66,67 @@ pub struct Args {
         value_parser = parse_vault_host
     )]
     pub allow_vault_host: Vec<String>,
+
+    /// Read the ENTRYPOINT/CMD of a container that has no `command` from its image's
+    /// registry (true), or deny such pods with a message that says to set `command` (false).
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_REGISTRY_LOOKUP",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub registry_lookup: bool,
+
+    /// PEM bundle of CA certificates that registries' certificates may chain to, besides
+    /// the system's (private registries). Certificates are always verified.
+    #[arg(long, env = "AKV_WEBHOOK_REGISTRY_CA_FILE", value_name = "PEM_FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+
+    /// Platform (OS/ARCH[/VARIANT]) whose entry of a multi-arch image is read, for pods
+    /// without a kubernetes.io/os or kubernetes.io/arch node selector or required affinity.
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_DEFAULT_PLATFORM",
+        value_name = "PLATFORM",
+        default_value = "linux/amd64",
+        value_parser = parse_platform
+    )]
+    pub default_platform: Platform,
+
+    /// Longest time one review may spend on registry lookups (e.g. 3s, 1500ms); past it the
+    /// pod is denied. Keep it well inside the webhook's timeoutSeconds (5s).
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_REGISTRY_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "3s",
+        value_parser = parse_duration
+    )]
+    pub registry_timeout: Duration,
+
+    /// How long a tag's digest is reused before the registry is asked again (image
+    /// configs themselves are cached by digest, which never changes).
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_REGISTRY_TAG_TTL",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub registry_tag_ttl: Duration,
+}
+
+fn parse_platform(value: &str) -> Result<Platform, String> {
+    value.parse()
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    match akv_core::settings::parse_duration(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How log lines are written.
@@ -103,6 +167,32 @@ mod tests {
         );
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(args.allow_vault_host.is_empty());
+        assert!(args.registry_lookup);
+        assert_eq!(args.registry_ca_file, None);
+        assert_eq!(args.default_platform.to_string(), "linux/amd64");
+        assert_eq!(args.registry_timeout, Duration::from_secs(3));
+        assert_eq!(args.registry_tag_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn registry_flags() {
+        let args = Args::try_parse_from([
+            "akv-webhook",
+            "--registry-lookup=false",
+            "--registry-ca-file=/ca.pem",
+            "--default-platform=linux/arm64",
+            "--registry-timeout=1500ms",
+            "--registry-tag-ttl=10s",
+        ])
+        .expect("parses");
+        assert!(!args.registry_lookup);
+        assert_eq!(args.registry_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(args.default_platform.to_string(), "linux/arm64");
+        assert_eq!(args.registry_timeout, Duration::from_millis(1500));
+        assert_eq!(args.registry_tag_ttl, Duration::from_secs(10));
+        for bad in ["--default-platform=amd64", "--registry-timeout=0s", "--registry-timeout=3"] {
+            assert!(Args::try_parse_from(["akv-webhook", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

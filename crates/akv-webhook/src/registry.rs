@@ -1,8 +1,26 @@
 //! Where image configs come from, for containers that have no `command`.
 //!
-//! The admission path calls an [`ImageConfigSource`] between planning and mutating. This
-//! build ships [`NoLookup`], which denies such pods with a message that says to set
-//! `command`; a registry-backed source plugs in behind the same trait.
+//! The admission path calls an [`ImageConfigSource`] between planning and mutating.
+//! [`RegistrySource`] reads the image's config from its registry (OCI distribution API),
+//! with the pod's pull secrets, and caches it; [`NoLookup`] (`--registry-lookup=false`)
+//! denies such pods with a message that says to set `command`.
+//!
+//! - [`reference`]: image reference forms and Docker Hub normalisation;
+//! - [`platform`]: which entry of a multi-arch index the pod runs;
+//! - [`credentials`]: pull secrets of the pod and its service account;
+//! - [`acr`]: Azure Container Registry with the webhook's workload identity;
+//! - [`oci`]: the registry client, caches, single flight and metrics.
+
+pub mod acr;
+pub mod credentials;
+pub mod oci;
+pub mod platform;
+pub mod reference;
+
+pub use acr::{AcrTokenSource, WorkloadIdentity, WorkloadIdentityAcr};
+pub use credentials::{KubePullSecrets, NoPullSecrets, PullSecretSource};
+pub use oci::{RegistryOptions, RegistrySetupError, RegistrySource};
+pub use platform::Platform;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;

@@ -35,7 +35,10 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, BadRequest, InjectSettings};
 use crate::args::Args;
 use crate::metrics::{self, Metrics};
-use crate::registry::NoLookup;
+use crate::registry::{
+    self, AcrTokenSource, KubePullSecrets, NoLookup, NoPullSecrets, Platform, PullSecretSource,
+    RegistryOptions, RegistrySetupError, RegistrySource, WorkloadIdentity, WorkloadIdentityAcr,
+};
 use crate::tls::{self, CertFiles, CertResolver, Reloader, TlsError, TlsSource};
 
 /// Largest accepted AdmissionReview. Kubernetes objects are at most ~1.5 MiB; the review
@@ -54,6 +57,13 @@ pub enum ServerError {
     AllowVaultHost(akv_core::VaultError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot read --registry-ca-file {}: {error}", path.display())]
+    RegistryCaFile {
+        path: std::path::PathBuf,
+        error: io::Error,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistrySetupError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         what: &'static str,
@@ -438,6 +448,11 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         metrics_listen,
         log_format: _, // used by telemetry::init, before this
         allow_vault_host,
+        registry_lookup,
+        registry_ca_file,
+        default_platform,
+        registry_timeout,
+        registry_tag_ttl,
     } = args;
     let shutdown = shutdown_signal()?;
     tls::install_default_provider();
@@ -465,10 +480,24 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         "settings"
     );
     let metrics = Arc::new(Metrics::new());
-    let admission = Arc::new(admission(InjectSettings {
-        env_image,
-        allow_vault_hosts,
-    }));
+    let registry = RegistryFlags {
+        lookup: registry_lookup,
+        ca_file: registry_ca_file,
+        default_platform,
+        timeout: registry_timeout,
+        tag_ttl: registry_tag_ttl,
+    };
+    let admission = Arc::new(
+        admission(
+            InjectSettings {
+                env_image,
+                allow_vault_hosts,
+            },
+            registry,
+            &metrics,
+        )
+        .await?,
+    );
     let server = Server::bind(Options {
         listen,
         metrics_listen,
@@ -481,9 +510,79 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
     server.serve(shutdown).await
 }
 
+/// The `--registry-*` flags and `--default-platform`.
+struct RegistryFlags {
+    lookup: bool,
+    ca_file: Option<std::path::PathBuf>,
+    default_platform: Platform,
+    timeout: Duration,
+    tag_ttl: Duration,
+}
+
 /// The one place where the admission handler is put together.
-fn admission(settings: InjectSettings) -> Admission {
-    Admission::new(settings, Arc::new(NoLookup))
+async fn admission(
+    settings: InjectSettings,
+    flags: RegistryFlags,
+    metrics: &Metrics,
+) -> Result<Admission, ServerError> {
+    let RegistryFlags {
+        lookup,
+        ca_file,
+        default_platform,
+        timeout,
+        tag_ttl,
+    } = flags;
+    if !lookup {
+        info!("--registry-lookup=false: containers without `command` are denied");
+        return Ok(Admission::new(settings, Arc::new(NoLookup)));
+    }
+    let ca_pem = match &ca_file {
+        Some(path) => Some(tokio::fs::read(path).await.map_err(|error| {
+            ServerError::RegistryCaFile {
+                path: path.clone(),
+                error,
+            }
+        })?),
+        None => None,
+    };
+    let options = RegistryOptions {
+        default_platform,
+        ca_pem,
+        tag_ttl,
+        ..RegistryOptions::default()
+    };
+    let secrets: Arc<dyn PullSecretSource> = match kube::Client::try_default().await {
+        Ok(client) => Arc::new(KubePullSecrets::new(client)),
+        Err(e) => {
+            warn!(
+                error = %e,
+                "no Kubernetes API configuration (in-cluster or kubeconfig): image pull secrets \
+                 are unavailable, registry lookups are anonymous"
+            );
+            Arc::new(NoPullSecrets)
+        }
+    };
+    let acr: Option<Arc<dyn AcrTokenSource>> = match WorkloadIdentity::from_env() {
+        Some(identity) => {
+            let roots = match &options.ca_pem {
+                Some(pem) => registry::oci::parse_ca_pem(pem)?,
+                None => Vec::new(),
+            };
+            let http = registry::oci::http_client(&roots, &options)?;
+            info!(client_id = %identity.client_id, "ACR registries without a matching pull secret are read with the webhook's workload identity");
+            Some(Arc::new(WorkloadIdentityAcr::new(identity, http)))
+        }
+        None => None,
+    };
+    info!(
+        default_platform = %options.default_platform,
+        timeout = ?timeout,
+        tag_ttl = ?tag_ttl,
+        ca_file = ?ca_file,
+        "registry lookups for containers without `command` are on"
+    );
+    let source = RegistrySource::new(options, secrets, acr, Some(metrics))?;
+    Ok(Admission::new(settings, Arc::new(source)).with_lookup_deadline(timeout))
 }
 
 /// Listens for SIGTERM and SIGINT from now on, so that none is missed while starting;
