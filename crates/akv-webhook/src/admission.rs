@@ -209,16 +209,21 @@ impl Admission {
         let deadline = tokio::time::Instant::now() + self.lookup_deadline;
         let limit = self.lookup_deadline;
         let lookups = images.into_iter().map(|image| async move {
-            let result = match tokio::time::timeout_at(deadline, self.images.image_config(image, pod)).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!(
-                    "the registry did not answer within {} (the webhook's --registry-timeout)",
-                    akv_core::settings::format_duration(limit)
-                )),
-            };
+            let result =
+                match tokio::time::timeout_at(deadline, self.images.image_config(image, pod)).await
+                {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "the registry did not answer within {} (the webhook's --registry-timeout)",
+                        akv_core::settings::format_duration(limit)
+                    )),
+                };
             (image.to_string(), result)
         });
-        futures::future::join_all(lookups).await.into_iter().collect()
+        futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .collect()
     }
 }
 

@@ -190,7 +190,11 @@ mod tests {
         assert_eq!(args.default_platform.to_string(), "linux/arm64");
         assert_eq!(args.registry_timeout, Duration::from_millis(1500));
         assert_eq!(args.registry_tag_ttl, Duration::from_secs(10));
-        for bad in ["--default-platform=amd64", "--registry-timeout=0s", "--registry-timeout=3"] {
+        for bad in [
+            "--default-platform=amd64",
+            "--registry-timeout=0s",
+            "--registry-timeout=3",
+        ] {
             assert!(Args::try_parse_from(["akv-webhook", bad]).is_err(), "{bad}");
         }
     }

@@ -537,12 +537,16 @@ async fn admission(
         return Ok(Admission::new(settings, Arc::new(NoLookup)));
     }
     let ca_pem = match &ca_file {
-        Some(path) => Some(tokio::fs::read(path).await.map_err(|error| {
-            ServerError::RegistryCaFile {
-                path: path.clone(),
-                error,
-            }
-        })?),
+        Some(path) => {
+            Some(
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|error| ServerError::RegistryCaFile {
+                        path: path.clone(),
+                        error,
+                    })?,
+            )
+        }
         None => None,
     };
     let options = RegistryOptions {

@@ -88,12 +88,14 @@ impl WorkloadIdentityAcr {
 
     async fn entra_token(&self) -> Result<String, String> {
         let id = &self.identity;
-        let assertion = tokio::fs::read_to_string(&id.token_file).await.map_err(|e| {
-            format!(
-                "cannot read the webhook's federated token file {}: {e}",
-                id.token_file.display()
-            )
-        })?;
+        let assertion = tokio::fs::read_to_string(&id.token_file)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the webhook's federated token file {}: {e}",
+                    id.token_file.display()
+                )
+            })?;
         let url = format!(
             "{}/{}/oauth2/v2.0/token",
             id.authority_host.trim_end_matches('/'),

@@ -216,7 +216,12 @@ trait ClassifyMsg {
 impl ClassifyMsg for serde_json::Error {
     /// The error's category and position only: the input holds passwords.
     fn classify_msg(&self) -> String {
-        format!("{:?} error at line {} column {}", self.classify(), self.line(), self.column())
+        format!(
+            "{:?} error at line {} column {}",
+            self.classify(),
+            self.line(),
+            self.column()
+        )
     }
 }
 
@@ -248,7 +253,7 @@ fn matching(
             ))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(specificity, _)| std::cmp::Reverse(*specificity));
     found.into_iter().map(|(_, c)| c).collect()
 }
 
@@ -269,7 +274,11 @@ fn key_matches(key: &str, registry: &str, repository: &str) -> Option<usize> {
     let hub = |h: &str| DOCKER_HUB.contains(&h);
     if hub(&host) && hub(&registry) {
         // `https://index.docker.io/v1/` is how `docker login` names Docker Hub.
-        let path = if path == "v1" || path == "v2" { "" } else { path };
+        let path = if path == "v1" || path == "v2" {
+            ""
+        } else {
+            path
+        };
         return path_matches(path, repository).then_some(host.len() + path.len());
     }
     let (key_host, key_port) = split_port(&host);
@@ -320,7 +329,10 @@ mod tests {
 
     fn secret(type_: &str, key: &str, value: serde_json::Value) -> Secret {
         let mut data = BTreeMap::new();
-        data.insert(key.to_string(), ByteString(serde_json::to_vec(&value).expect("json")));
+        data.insert(
+            key.to_string(),
+            ByteString(serde_json::to_vec(&value).expect("json")),
+        );
         Secret {
             type_: Some(type_.to_string()),
             data: Some(data),
@@ -341,7 +353,12 @@ mod tests {
             ("*.azurecr.io", "myacr.azurecr.io", "x", true),
             ("*.azurecr.io", "azurecr.io", "x", false),
             ("*.example", "a.b.example", "x", false),
-            ("https://index.docker.io/v1/", "docker.io", "library/nginx", true),
+            (
+                "https://index.docker.io/v1/",
+                "docker.io",
+                "library/nginx",
+                true,
+            ),
             ("docker.io", "docker.io", "library/nginx", true),
             ("docker.io/bitnami", "docker.io", "library/nginx", false),
             ("other.example", "registry.example", "a", false),
@@ -372,18 +389,36 @@ mod tests {
         let found = matching(&entries, "registry.example", "team/app", "s");
         let users: Vec<&str> = found.iter().map(|c| c.username.as_str()).collect();
         assert_eq!(users, ["u2", "u1"], "most specific first");
-        let cfg = secret("kubernetes.io/dockercfg", ".dockercfg", json!({"registry.example": {"auth": auth}}));
+        let cfg = secret(
+            "kubernetes.io/dockercfg",
+            ".dockercfg",
+            json!({"registry.example": {"auth": auth}}),
+        );
         let entries = docker_config(&cfg).expect("parses");
-        assert_eq!(matching(&entries, "registry.example", "x", "s")[0].password, "p2");
+        assert_eq!(
+            matching(&entries, "registry.example", "x", "s")[0].password,
+            "p2"
+        );
         let opaque = Secret::default();
-        assert!(docker_config(&opaque).expect_err("opaque").contains("not kubernetes.io/dockerconfigjson"));
+        assert!(docker_config(&opaque)
+            .expect_err("opaque")
+            .contains("not kubernetes.io/dockerconfigjson"));
         let broken = Secret {
             type_: Some("kubernetes.io/dockerconfigjson".into()),
-            data: Some([(".dockerconfigjson".to_string(), ByteString(b"{\"auths\": \"hunter2".to_vec()))].into()),
+            data: Some(
+                [(
+                    ".dockerconfigjson".to_string(),
+                    ByteString(b"{\"auths\": \"hunter2".to_vec()),
+                )]
+                .into(),
+            ),
             ..Secret::default()
         };
         let err = docker_config(&broken).expect_err("broken");
         assert!(!err.contains("hunter2"), "{err}");
-        assert!(format!("{:?}", matching(&entries, "registry.example", "x", "s")).contains("<redacted>"));
+        assert!(
+            format!("{:?}", matching(&entries, "registry.example", "x", "s"))
+                .contains("<redacted>")
+        );
     }
 }

@@ -528,7 +528,12 @@ impl Inner {
         for (i, candidate) in candidates.into_iter().enumerate() {
             let client = self.client(image.host(), &candidate.auth)?;
             let auth = candidate.auth.registry_auth();
-            match fetch_config(&client, &auth, image, reference, platform).await {
+            let known = Known {
+                configs: &self.configs,
+                host: image.host(),
+                repository: image.repository(),
+            };
+            match fetch_config(&client, &auth, image, reference, platform, known).await {
                 Ok(found) => return Ok(found),
                 Err(e) => {
                     let e = describe(e, image, &candidate.source, &notes);
@@ -556,14 +561,31 @@ impl From<OciDistributionError> for RawError {
     }
 }
 
+/// The configs already cached: a tag whose digest expired costs one manifest request.
+struct Known<'a> {
+    configs: &'a moka::future::Cache<ConfigKey, ImageConfig>,
+    host: &'a str,
+    repository: &'a str,
+}
+
 async fn fetch_config(
     client: &Client,
     auth: &RegistryAuth,
     image: &ImageRef,
     reference: &Reference,
     platform: &Platform,
+    known: Known<'_>,
 ) -> Result<(String, ImageConfig), RawError> {
     let (manifest, digest) = client.pull_manifest(reference, auth).await?;
+    let key = ConfigKey {
+        host: known.host.to_string(),
+        repository: known.repository.to_string(),
+        digest: digest.clone(),
+        platform: platform.clone(),
+    };
+    if let Some(config) = known.configs.get(&key).await {
+        return Ok((digest, config));
+    }
     let manifest: OciImageManifest = match manifest {
         OciManifest::Image(m) => m,
         OciManifest::ImageIndex(index) => {
@@ -707,10 +729,9 @@ fn describe(error: RawError, image: &ImageRef, source: &str, notes: &[String]) -
                 )),
             }
         }
-        OciDistributionError::RequestError(e) => FetchError::Unreachable(format!(
-            "cannot reach registry {host}: {}",
-            error_chain(&e)
-        )),
+        OciDistributionError::RequestError(e) => {
+            FetchError::Unreachable(format!("cannot reach registry {host}: {}", error_chain(&e)))
+        }
         other => FetchError::Other(format!("registry {host}: {}", error_chain(&other))),
     }
 }
@@ -737,11 +758,23 @@ mod tests {
     #[test]
     fn configs() {
         let cases: [(&str, &[&str], &[&str]); 5] = [
-            (r#"{"config":{"Entrypoint":["/e"],"Cmd":["c"]}}"#, &["/e"], &["c"]),
-            (r#"{"config":{"Entrypoint":null,"Cmd":["c","d"]}}"#, &[], &["c", "d"]),
+            (
+                r#"{"config":{"Entrypoint":["/e"],"Cmd":["c"]}}"#,
+                &["/e"],
+                &["c"],
+            ),
+            (
+                r#"{"config":{"Entrypoint":null,"Cmd":["c","d"]}}"#,
+                &[],
+                &["c", "d"],
+            ),
             (r#"{"config":{}}"#, &[], &[]),
             (r#"{"architecture":"amd64"}"#, &[], &[]),
-            (r#"{"config":{"Entrypoint":["/e"],"Env":["A=1"],"Labels":{"x":"y"}},"rootfs":{}}"#, &["/e"], &[]),
+            (
+                r#"{"config":{"Entrypoint":["/e"],"Env":["A=1"],"Labels":{"x":"y"}},"rootfs":{}}"#,
+                &["/e"],
+                &[],
+            ),
         ];
         for (json, entrypoint, cmd) in cases {
             let c = parse_config(json.as_bytes()).expect(json);
@@ -753,6 +786,9 @@ mod tests {
 
     #[test]
     fn bad_ca() {
-        assert!(matches!(parse_ca_pem(b"nothing"), Err(RegistrySetupError::NoCertificate)));
+        assert!(matches!(
+            parse_ca_pem(b"nothing"),
+            Err(RegistrySetupError::NoCertificate)
+        ));
     }
 }

@@ -44,7 +44,8 @@ impl FromStr for Platform {
     /// `OS/ARCH[/VARIANT]`, e.g. `linux/amd64`, `linux/arm64`, `linux/arm/v7`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match parts.as_slice() {
             [os, arch] if ok(os) && ok(arch) => Ok(Platform {
                 os: os.to_string(),
@@ -160,7 +161,12 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        for s in ["linux/amd64", "linux/arm64", "linux/arm/v7", "windows/amd64"] {
+        for s in [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v7",
+            "windows/amd64",
+        ] {
             assert_eq!(s.parse::<Platform>().expect(s).to_string(), s);
         }
         for s in ["", "linux", "linux/", "/amd64", "a/b/c/d", "linux/amd 64"] {
@@ -174,32 +180,59 @@ mod tests {
         let arm: Platform = "linux/arm64".parse().expect("p");
         let cases = [
             (json!({"containers": []}), "linux/amd64"),
-            (json!({"containers": [], "nodeSelector": {"kubernetes.io/arch": "arm64"}}), "linux/arm64"),
-            (json!({"containers": [], "nodeSelector": {"beta.kubernetes.io/arch": "arm64"}}), "linux/arm64"),
-            (json!({"containers": [], "nodeSelector": {"kubernetes.io/os": "windows"}}), "windows/amd64"),
-            (json!({"containers": [], "affinity": affinity("kubernetes.io/arch", &["arm64"])}), "linux/arm64"),
-            (json!({"containers": [], "affinity": affinity("kubernetes.io/arch", &["arm64", "amd64"])}), "linux/amd64"),
-            (json!({"containers": [], "affinity": affinity("kubernetes.io/hostname", &["n1"])}), "linux/amd64"),
+            (
+                json!({"containers": [], "nodeSelector": {"kubernetes.io/arch": "arm64"}}),
+                "linux/arm64",
+            ),
+            (
+                json!({"containers": [], "nodeSelector": {"beta.kubernetes.io/arch": "arm64"}}),
+                "linux/arm64",
+            ),
+            (
+                json!({"containers": [], "nodeSelector": {"kubernetes.io/os": "windows"}}),
+                "windows/amd64",
+            ),
+            (
+                json!({"containers": [], "affinity": affinity("kubernetes.io/arch", &["arm64"])}),
+                "linux/arm64",
+            ),
+            (
+                json!({"containers": [], "affinity": affinity("kubernetes.io/arch", &["arm64", "amd64"])}),
+                "linux/amd64",
+            ),
+            (
+                json!({"containers": [], "affinity": affinity("kubernetes.io/hostname", &["n1"])}),
+                "linux/amd64",
+            ),
         ];
         for (spec, want) in cases {
-            assert_eq!(Platform::for_pod(&pod(spec.clone()), &default).to_string(), want, "{spec}");
+            assert_eq!(
+                Platform::for_pod(&pod(spec.clone()), &default).to_string(),
+                want,
+                "{spec}"
+            );
         }
-        assert_eq!(Platform::for_pod(&pod(json!({"containers": []})), &arm).to_string(), "linux/arm64");
+        assert_eq!(
+            Platform::for_pod(&pod(json!({"containers": []})), &arm).to_string(),
+            "linux/arm64"
+        );
         let v7: Platform = "linux/arm/v7".parse().expect("p");
-        let on_arm64 = pod(json!({"containers": [], "nodeSelector": {"kubernetes.io/arch": "arm64"}}));
+        let on_arm64 =
+            pod(json!({"containers": [], "nodeSelector": {"kubernetes.io/arch": "arm64"}}));
         assert_eq!(Platform::for_pod(&on_arm64, &v7).to_string(), "linux/arm64");
     }
 
     #[test]
     fn picks_entries() {
-        let entry = |digest: &str, os: &str, arch: &str, variant: Option<&str>| -> ImageIndexEntry {
-            serde_json::from_value(json!({
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest, "size": 1,
-                "platform": {"os": os, "architecture": arch, "variant": variant}
-            }))
-            .expect("entry")
-        };
+        let entry =
+            |digest: &str, os: &str, arch: &str, variant: Option<&str>| -> ImageIndexEntry {
+                serde_json::from_value(json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest, "size": 1,
+                    "platform": {"os": os, "architecture": arch, "variant": variant}
+                }))
+                .expect("entry")
+            };
         let entries = vec![
             entry("sha256:unknown", "unknown", "unknown", None),
             entry("sha256:amd64", "linux", "amd64", None),

@@ -79,13 +79,56 @@ mod tests {
     fn forms() {
         let with_digest = format!("nginx@{D}");
         let tag_and_digest = format!("ghcr.io/org/app:1.2@{D}");
-        let cases: Vec<(&str, &str, &str, &str, Option<&str>, Option<&str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             // image, registry, host, repository, tag, digest
-            ("nginx", "docker.io", "index.docker.io", "library/nginx", Some("latest"), None),
-            ("nginx:1.27", "docker.io", "index.docker.io", "library/nginx", Some("1.27"), None),
-            ("library/nginx", "docker.io", "index.docker.io", "library/nginx", Some("latest"), None),
-            ("docker.io/nginx", "docker.io", "index.docker.io", "library/nginx", Some("latest"), None),
-            ("bitnami/redis:7", "docker.io", "index.docker.io", "bitnami/redis", Some("7"), None),
+            (
+                "nginx",
+                "docker.io",
+                "index.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "nginx:1.27",
+                "docker.io",
+                "index.docker.io",
+                "library/nginx",
+                Some("1.27"),
+                None,
+            ),
+            (
+                "library/nginx",
+                "docker.io",
+                "index.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/nginx",
+                "docker.io",
+                "index.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "bitnami/redis:7",
+                "docker.io",
+                "index.docker.io",
+                "bitnami/redis",
+                Some("7"),
+                None,
+            ),
             (
                 "registry.example:5000/team/app:v1",
                 "registry.example:5000",
@@ -94,11 +137,46 @@ mod tests {
                 Some("v1"),
                 None,
             ),
-            ("127.0.0.1:5000/a/b/c:t", "127.0.0.1:5000", "127.0.0.1:5000", "a/b/c", Some("t"), None),
-            ("localhost/app", "localhost", "localhost", "app", Some("latest"), None),
-            ("myacr.azurecr.io/app:1", "myacr.azurecr.io", "myacr.azurecr.io", "app", Some("1"), None),
-            (&with_digest, "docker.io", "index.docker.io", "library/nginx", None, Some(D)),
-            (&tag_and_digest, "ghcr.io", "ghcr.io", "org/app", Some("1.2"), Some(D)),
+            (
+                "127.0.0.1:5000/a/b/c:t",
+                "127.0.0.1:5000",
+                "127.0.0.1:5000",
+                "a/b/c",
+                Some("t"),
+                None,
+            ),
+            (
+                "localhost/app",
+                "localhost",
+                "localhost",
+                "app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "myacr.azurecr.io/app:1",
+                "myacr.azurecr.io",
+                "myacr.azurecr.io",
+                "app",
+                Some("1"),
+                None,
+            ),
+            (
+                &with_digest,
+                "docker.io",
+                "index.docker.io",
+                "library/nginx",
+                None,
+                Some(D),
+            ),
+            (
+                &tag_and_digest,
+                "ghcr.io",
+                "ghcr.io",
+                "org/app",
+                Some("1.2"),
+                Some(D),
+            ),
         ];
         for (image, registry, host, repository, tag, digest) in cases {
             let r = ImageRef::parse(image).expect(image);
@@ -108,7 +186,10 @@ mod tests {
             assert_eq!(r.tag(), tag, "{image}");
             assert_eq!(r.digest(), digest, "{image}");
         }
-        assert_eq!(ImageRef::parse("nginx").expect("ok").name(), "docker.io/library/nginx");
+        assert_eq!(
+            ImageRef::parse("nginx").expect("ok").name(),
+            "docker.io/library/nginx"
+        );
     }
 
     #[test]

@@ -1,0 +1,36 @@
+// TCP proxy that adds a fixed latency, for scripts/bench (in-pod binary startup).
+//   node bench-delay-proxy.mjs DELAY_MS HOST:PORT [HOST:PORT...]
+// For each target, listens on the target's host, port 0, and forwards bytes both ways.
+// Every chunk from the client is held DELAY_MS before it is written upstream (in order);
+// answers come back at once. So each request/response exchange costs DELAY_MS more, and a
+// new TLS connection costs one more DELAY_MS for its handshake: a DELAY_MS round trip, as
+// on a real network (TLS passes through untouched).
+// Prints one JSON line {"HOST:PORT": listenPort, ...}; exits when stdin closes.
+import net from 'node:net';
+
+const [delayArg, ...targets] = process.argv.slice(2);
+const delay = Number(delayArg);
+const ports = {};
+for (const t of targets) {
+  const i = t.lastIndexOf(':');
+  const host = t.slice(0, i);
+  const port = Number(t.slice(i + 1));
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const upstream = net.connect({ host, port, noDelay: true });
+    client.on('data', (chunk) => setTimeout(() => upstream.write(chunk), delay));
+    client.on('end', () => setTimeout(() => upstream.end(), delay));
+    upstream.on('data', (chunk) => client.write(chunk));
+    upstream.on('end', () => client.end());
+    const close = () => { client.destroy(); upstream.destroy(); };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', () => setTimeout(() => upstream.destroy(), delay + 5));
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise((r) => server.listen(0, host, r));
+  ports[t] = server.address().port;
+}
+process.stdout.write(JSON.stringify(ports) + '\n');
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('close', () => process.exit(0));

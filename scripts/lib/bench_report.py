@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Renders target/bench/*.json (written by scripts/bench) as markdown on stdout."""
+import json
+import os
+import statistics
+import sys
+
+out = sys.argv[1]
+load = lambda n: json.load(open(os.path.join(out, n)))
+peers = load("peers.json")
+web = load("webhooks.json")
+inpod = load("inpod.json")
+sizes = load("sizes.json")
+machine = load("machine.json")
+med = statistics.median
+peer_by = {p["name"]: p for p in peers}
+
+
+def peer_cell(*names):
+    missing = [n for n in names if "binary" not in peer_by[n]]
+    return "not built¹" if missing else "built, no runner"
+
+
+print(f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['mem_gib']} GiB, Linux {machine['kernel']}; "
+      f"{machine['rustc']}; {machine['wrk']}. Load average (1/5/15 min) before the webhook runs: "
+      f"{machine['load_before_webhooks']}; before the in-pod runs: {machine['load_before_inpod']}.")
+print()
+print(f"### Webhooks — medians of {web['rounds']} rounds; {web['duration_s']} s per measurement, "
+      f"{web['connections']} keep-alive HTTPS connections, load generator on the same 2 cores")
+print()
+print("| review | figure | akv-webhook (ours) | vault-secrets-webhook | akv2k8s azure-keyvault-secrets-webhook |")
+print("| --- | --- | --- | --- | --- |")
+vsw = peer_cell("vault-secrets-webhook")
+akw = peer_cell("azure-keyvault-secrets-webhook")
+reviews = []
+for s in web["samples"]:
+    if s["review"] not in reviews:
+        reviews.append(s["review"])
+for r in reviews:
+    ss = [s for s in web["samples"] if s["review"] == r and s["impl"] == "akv-webhook"]
+    f = lambda k: med([s[k] for s in ss])
+    rng = lambda k, fmt: f"{fmt.format(f(k))} ({fmt.format(min(s[k] for s in ss))}–{fmt.format(max(s[k] for s in ss))})"
+    rows = [
+        ("max throughput (wrk), reviews/s", rng("max_rps", "{:.0f}")),
+        (f"p50 latency at {web['rate']}/s (oha, corrected)", rng("fixed_p50_ms", "{:.2f}") + " ms"),
+        (f"p99 latency at {web['rate']}/s (oha, corrected)", rng("fixed_p99_ms", "{:.2f}") + " ms"),
+        ("CPU s per 10k reviews (at max / at fixed rate)", f"{f('cpu_s_per_10k_at_max'):.2f} / {f('cpu_s_per_10k_at_fixed'):.2f}"),
+        ("RSS idle / peak under load", f"{f('rss_idle_kb') / 1024:.1f} / {f('rss_peak_kb') / 1024:.1f} MiB"),
+    ]
+    for i, (fig, val) in enumerate(rows):
+        print(f"| {r if i == 0 else ''} | {fig} | {val} | {vsw} | {akw} |")
+print()
+print("Ranges in parentheses are min–max over the rounds.")
+print()
+print(f"### In-pod binary — {inpod['delay_ms']} ms added to every request (TCP proxy in front of the token endpoint "
+      f"and the vault), {inpod['runs']} runs per row, medians")
+print()
+venv = peer_cell("vault-env")
+akenv = peer_cell("azure-keyvault-env")
+ours = {r["secrets"]: r for r in inpod["results"] if r["impl"] == "akv-env"}
+print("| figure | akv-env (ours) | vault-env | akv2k8s azure-keyvault-env |")
+print("| --- | --- | --- | --- |")
+print(f"| size, stripped (shipped: release-size, static musl? see below) | {sizes['akv-env']['stripped_bytes'] / 1048576:.2f} MiB ({sizes['akv-env']['stripped_bytes']} B) | {venv} | {akenv} |")
+for n, r in sorted(ours.items()):
+    m = r["spawn_to_app_ms"]
+    print(f"| {n} secret{'s' if n > 1 else ''}: startup overhead (spawn → app start, minus /bin/date alone) | "
+          f"{r['overhead_ms']:.1f} ms (min {m['min'] - inpod['baseline_date_ms']:.1f}, max {m['max'] - inpod['baseline_date_ms']:.1f}) | {venv} | {akenv} |")
+for n, r in sorted(ours.items()):
+    print(f"| {n} secret{'s' if n > 1 else ''}: token / Key Vault requests per start | {r['token_requests_per_start']:.0f} / {r['keyvault_requests_per_start']:.0f} | {venv} | {akenv} |")
+for n, r in sorted(ours.items()):
+    print(f"| {n} secret{'s' if n > 1 else ''}: peak RSS | {r['peak_rss_kb'] / 1024:.1f} MiB | {venv} | {akenv} |")
+fl = inpod["floor_ms"]["median"]
+print(f"| floor: one token + one Key Vault request, each on a new TLS connection, through the same proxy | {fl:.1f} ms | | |")
+if 50 in ours:
+    print(f"| 50 secrets ÷ floor (target ≤ 1.3) | {ours[50]['overhead_ms'] / fl:.2f} | | |")
+print()
+print(f"akv-env binary: `{sizes['akv-env']['file']}`, {sizes['akv-env']['bytes']} B as built. "
+      f"akv-webhook: {sizes['akv-webhook']['stripped_bytes'] / 1048576:.1f} MiB stripped.")
+print()
+print("¹ Peers (Go module proxy answers):")
+print()
+for p in peers:
+    if "binary" in p:
+        print(f"- `{p['package']}@{p['version']}`: built at `{p['binary']}`")
+    else:
+        first = next((l for l in p["error"].splitlines() if "403" in l or "refused" in l or "not permitted" in l), p["error"].splitlines()[0])
+        print(f"- `{p['package']}@{p['version']}`: not built — `{first.strip()}`")
+print()
+print("### Registry lookup")
+print()
+print(open(os.path.join(out, "registry.md")).read().strip())
+for name in ("standalone-webhook.md", "standalone-akv-env.txt"):
+    path = os.path.join(out, name)
+    if os.path.exists(path):
+        print()
+        print(f"### Standalone: {name}")
+        print()
+        text = open(path).read().strip()
+        print(text if name.endswith(".md") else "```\n" + text + "\n```")
