@@ -2,12 +2,13 @@
 //! starts, each stopped on drop — the Kubernetes test bed (`scripts/kube-up` /
 //! `scripts/kube-down`), `akv-webhook`, and akv-env's Key Vault harness with a token
 //! endpoint front that trusts the test bed's service-account issuer — plus `kubectl`
-//! and small HTTP helpers. Nothing here is skipped: a missing piece is a panic whose
-//! message says how to install it.
+//! and small HTTP helpers. [`registry`] is the image registry test bed (Debian's
+//! `docker-registry` with TLS and htpasswd), shared with akv-webhook's registry tests.
+//! Nothing here is skipped: a missing piece is a panic whose message says how to install it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod kubelet;
+pub mod registry;
+
+pub use registry::free_port;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -22,14 +26,6 @@ pub fn repo() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("repository root")
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released: good enough on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
 }
 
 /// Polls `f` until it returns `Some`, every 200 ms, for at most `timeout`; panics naming
@@ -223,6 +219,41 @@ impl TestBed {
         }
     }
 
+    /// Writes `path`, a kubeconfig that authenticates to this API server as service account
+    /// `namespace/name` (a bound token from `kubectl create token`, valid for `duration`,
+    /// e.g. `2h`), as a workload in a cluster would with its mounted token.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        duration: &str,
+        path: &Path,
+    ) -> PathBuf {
+        let token = self.kubectl().ok(&[
+            "-n",
+            namespace,
+            "create",
+            "token",
+            name,
+            "--duration",
+            duration,
+        ]);
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "testbed", "cluster": {
+                "server": self.var("KUBE_APISERVER_URL"),
+                "certificate-authority": self.var("KUBE_CA_FILE"),
+            }}],
+            "users": [{"name": user, "user": {"token": token.trim()}}],
+            "contexts": [{"name": user, "context": {"cluster": "testbed", "user": user}}],
+            "current-context": user,
+        });
+        std::fs::write(path, config.to_string()).expect("write the kubeconfig");
+        path.to_path_buf()
+    }
+
     /// The last lines of every component's log, for failure reports.
     pub fn log_tails(&self, n: usize) -> String {
         let mut out = String::new();
@@ -284,6 +315,14 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// The same kubectl with another kubeconfig (e.g. a service account's).
+    pub fn with_kubeconfig(&self, kubeconfig: &Path) -> Kubectl {
+        Kubectl {
+            bin: self.bin.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
         let mut child = Command::new(&self.bin)
             .arg("--kubeconfig")
@@ -413,6 +452,11 @@ pub struct WebhookConfig {
     pub tls_key: PathBuf,
     pub env_image: String,
     pub allow_vault_hosts: Vec<String>,
+    /// `--registry-ca-file`: the CA of private registries (the test registry's).
+    pub registry_ca_file: Option<PathBuf>,
+    /// `KUBECONFIG` of the process: the API server its image pull secret lookups read
+    /// (`kube::Client::try_default`); unset, the variable is inherited.
+    pub kubeconfig: Option<PathBuf>,
     pub log: PathBuf,
 }
 
@@ -468,6 +512,12 @@ impl Webhook {
             .args(["--log-format", "text"]);
         for h in &self.config.allow_vault_hosts {
             cmd.arg("--allow-vault-host").arg(h);
+        }
+        if let Some(ca) = &self.config.registry_ca_file {
+            cmd.arg("--registry-ca-file").arg(ca);
+        }
+        if let Some(kubeconfig) = &self.config.kubeconfig {
+            cmd.env("KUBECONFIG", kubeconfig);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -536,6 +586,11 @@ impl Webhook {
 
     pub fn log_tail(&self, n: usize) -> String {
         tail(&self.config.log, n)
+    }
+
+    /// The whole log, every start included.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.config.log).unwrap_or_default()
     }
 }
 

@@ -2,7 +2,11 @@
 //! (`scripts/kube-up`: etcd, kube-apiserver, kube-controller-manager and the real Azure
 //! Workload Identity webhook), our `akv-webhook` registered beside it, akv-env's Key Vault
 //! harness behind a token endpoint that trusts the API server's service-account issuer,
-//! and a kubelet stand-in that runs the stored pods with the real `akv-env`.
+//! and a kubelet stand-in that runs the stored pods with the real `akv-env`. For
+//! containers without `command` (issue 5), a real image registry (Debian's
+//! `docker-registry`, TLS + htpasswd) holds test images; our webhook reads their
+//! ENTRYPOINT/CMD with the pull secrets it reads from the API server as the service
+//! account of `manifests/base`, with only the RBAC given there.
 //!
 //! A single `#[test]` runs named steps in order and reports each (they share one test bed,
 //! which takes seconds to start, and some build on earlier ones); a failing step does not
@@ -19,6 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use akv_e2e::kubelet::Kubelet;
+use akv_e2e::registry::{self as registry_bed, Registry};
 use akv_e2e::{
     free_port, repo, wait_until, workspace_binary, KeyVault, Kubectl, TestBed, Webhook,
     WebhookConfig,
@@ -36,6 +41,25 @@ const NS_A: &str = "e2e-team-a";
 const NS_B: &str = "e2e-team-b";
 const NS_PLAIN: &str = "e2e-plain";
 const INJECT: (&str, &str) = ("akv-injector.io/injection", "enabled");
+/// Where the images without `command` are pulled from (our registry, opted in).
+const NS_REG: &str = "e2e-registry";
+/// Images pushed to the test registry: (repository:tag, ENTRYPOINT, CMD). Each case uses
+/// its own image: the webhook's caches are shared by all pods, so an image read once
+/// would not need credentials again.
+const IMG_POD_SECRET: (&str, &[&str], &[&str]) = (
+    "e2e/shop:1.0",
+    &["/usr/local/bin/shop", "serve"],
+    &["--port", "8080"],
+);
+const IMG_SA_SECRET: (&str, &[&str], &[&str]) = (
+    "e2e/web:2.1",
+    &["/docker-entrypoint.sh"],
+    &["nginx", "-g", "daemon off;"],
+);
+const IMG_WRONG_CREDENTIALS: (&str, &[&str], &[&str]) = ("e2e/private:3", &["/private"], &[]);
+/// The webhook's service account and namespace, as in manifests/base.
+const WEBHOOK_NS: &str = "akv-injector";
+const WEBHOOK_SA: &str = "akv-webhook";
 
 fn random_hex(n: usize) -> String {
     let mut out = String::new();
@@ -51,6 +75,9 @@ fn random_hex(n: usize) -> String {
 /// Everything one run shares. Fields drop in order: webhook, harness, then the test bed.
 struct Ctx {
     webhook: Webhook,
+    registry: Registry,
+    /// The webhook's KUBECONFIG: service account akv-injector/akv-webhook.
+    webhook_kubeconfig: PathBuf,
     kv: KeyVault,
     bed: TestBed,
     k: Kubectl,
@@ -102,12 +129,50 @@ fn main_setup() -> Ctx {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The image registry (TLS with its own CA, htpasswd) and the test images in it.
+    let registry = Registry::start(true);
+    let registry_ca = work.path().join("registry-ca.crt");
+    std::fs::write(&registry_ca, &registry.ca_pem).expect("registry CA");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for (repo_tag, entrypoint, cmd) in [IMG_POD_SECRET, IMG_SA_SECRET, IMG_WRONG_CREDENTIALS] {
+        let cmd = (!cmd.is_empty()).then_some(cmd);
+        runtime.block_on(registry_bed::push_image(
+            &registry,
+            true,
+            repo_tag,
+            Some(entrypoint),
+            cmd,
+            0,
+            "amd64",
+        ));
+    }
+    // Our webhook reads pull secrets as its service account of manifests/base, with the
+    // ClusterRole and binding of manifests/base/rbac.yaml and nothing more, through a
+    // kubeconfig holding a token of that service account (in a cluster: the mounted
+    // token, found by kube's in-cluster configuration).
+    k.namespace(WEBHOOK_NS, &[]);
+    let base = repo().join("manifests/base");
+    for file in ["serviceaccount.yaml", "rbac.yaml"] {
+        k.ok(&["apply", "-f", base.join(file).to_str().expect("utf-8")]);
+    }
+    let webhook_kubeconfig = bed.service_account_kubeconfig(
+        WEBHOOK_NS,
+        WEBHOOK_SA,
+        "2h",
+        &work.path().join("akv-webhook.kubeconfig"),
+    );
+
     let webhook = Webhook::start(WebhookConfig {
         bin: webhook_bin,
         tls_cert: certs.join("tls.crt"),
         tls_key: certs.join("tls.key"),
         env_image: ENV_IMAGE.into(),
         allow_vault_hosts: vec!["127.0.0.1".into(), "127.0.0.2".into()],
+        registry_ca_file: Some(registry_ca),
+        kubeconfig: Some(webhook_kubeconfig.clone()),
         log: work.path().join("akv-webhook.log"),
     });
 
@@ -128,6 +193,8 @@ fn main_setup() -> Ctx {
         .to_string();
     Ctx {
         webhook,
+        registry,
+        webhook_kubeconfig,
         kv,
         k,
         bed,
@@ -179,6 +246,18 @@ fn e2e() {
         (
             "5. bad reference / bad annotation: refused with our message",
             step_denials,
+        ),
+        (
+            "5b. no `command`, Deployment with imagePullSecrets: ENTRYPOINT/CMD from the TLS + htpasswd registry",
+            step_registry_pod_secret,
+        ),
+        (
+            "5c. no `command`, pull secret on the service account: read from the API server with the manifests' RBAC",
+            step_registry_sa_secret,
+        ),
+        (
+            "5d. no `command`, wrong registry credentials: refused with our message",
+            step_registry_wrong_credentials,
         ),
         (
             "6. webhook down: opted-in namespaces fail (failurePolicy Fail), others work; back up: works",
@@ -936,6 +1015,281 @@ fn step_denials(ctx: &mut Ctx) {
         .json(&["-n", NS_A, "get", "pods", "-l", "app=shop-bad"]);
     assert_eq!(pods["items"], json!([]));
     ctx.k.ok(&["-n", NS_A, "delete", "deployment", "shop-bad"]);
+}
+
+// ---- 5b-5d: containers without `command` ---------------------------------------------------
+
+/// The opted-in namespace of the registry steps (idempotent: each step may run alone).
+fn registry_namespace(ctx: &Ctx) {
+    ctx.k.namespace(NS_REG, &[INJECT]);
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret for registry `server` (user
+/// `registry_bed::USER`), made as users make them, with `kubectl create secret docker-registry`.
+fn docker_registry_secret(ctx: &Ctx, name: &str, server: &str, password: &str) {
+    let server = format!("--docker-server={server}");
+    let user = format!("--docker-username={}", registry_bed::USER);
+    let password = format!("--docker-password={password}");
+    let out = ctx.k.run(
+        &[
+            "-n",
+            NS_REG,
+            "create",
+            "secret",
+            "docker-registry",
+            name,
+            &server,
+            &user,
+            &password,
+        ],
+        None,
+    );
+    assert!(
+        out.ok || out.stderr.contains("AlreadyExists"),
+        "kubectl create secret docker-registry {name}:\n{}",
+        out.stderr
+    );
+    let secret = ctx.k.json(&["-n", NS_REG, "get", "secret", name]);
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+}
+
+/// A pod template whose containers have an image of the test registry and no `command`;
+/// `args` per container (`None`: none).
+fn registry_template(ctx: &Ctx, image: &str, containers: &[(&str, Option<&[&str]>)]) -> Value {
+    let image = ctx.registry.image(image);
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(name, args)| {
+            let mut c = json!({
+                "name": name,
+                "image": image,
+                "env": [{"name": "DB_PASSWORD", "value": "akv:db-password"}],
+                "securityContext": restricted_container_security(),
+            });
+            if let Some(args) = args {
+                c["args"] = json!(args);
+            }
+            c
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "labels": {},
+            "annotations": {"akv-injector.io/vault": ctx.kv.vault_url("a")},
+        },
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532},
+            "containers": containers,
+        },
+    })
+}
+
+/// A stored pod from [`registry_template`]: injected, each container running
+/// `akv-env -- ENTRYPOINT... (args or CMD)...` as Docker would have run the image.
+fn check_registry_pod(
+    p: &Value,
+    image: (&str, &[&str], &[&str]),
+    containers: &[(&str, Option<&[&str]>)],
+) {
+    let name = pod_name(p);
+    assert_eq!(
+        p["metadata"]["annotations"]["akv-injector.io/status"], "injected",
+        "pod {name}: status annotation"
+    );
+    assert_eq!(
+        p["spec"]["initContainers"][0]["name"], "akv-injector-install",
+        "pod {name}: initContainers[0]"
+    );
+    let (_, entrypoint, cmd) = image;
+    for (cname, args) in containers {
+        let c = container(p, "containers", cname);
+        assert_eq!(
+            c["command"],
+            json!(["/akv-injector/akv-env"]),
+            "pod {name}/{cname}: command"
+        );
+        let mut argv = vec!["--"];
+        argv.extend_from_slice(entrypoint);
+        argv.extend_from_slice(args.unwrap_or(cmd));
+        assert_eq!(c["args"], json!(argv), "pod {name}/{cname}: args");
+        let m = mount(c, "akv-injector").unwrap_or_else(|| panic!("pod {name}/{cname}: mount"));
+        assert_eq!(m["readOnly"], true);
+        assert_eq!(
+            env_of(c).get("DB_PASSWORD").map(String::as_str),
+            Some("akv:db-password")
+        );
+    }
+}
+
+/// `akv_webhook_registry_cache_misses` by cache, for the step reports.
+fn registry_misses(ctx: &Ctx) -> String {
+    ctx.webhook
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("akv_webhook_registry_cache_misses_total"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn step_registry_pod_secret(ctx: &mut Ctx) {
+    // The webhook's kube client is configured (it would warn and look up anonymously).
+    let log = ctx.webhook.log_text();
+    assert!(
+        !log.contains("image pull secrets are unavailable"),
+        "akv-webhook has no Kubernetes API configuration:\n{}",
+        ctx.webhook.log_tail(20)
+    );
+    // Its service account may `get` secrets and service accounts, and no more
+    // (manifests/base/rbac.yaml): what works below works with exactly that.
+    let as_webhook = ctx.k.with_kubeconfig(&ctx.webhook_kubeconfig);
+    for (verb, resource, want) in [
+        ("get", "secrets", "yes"),
+        ("get", "serviceaccounts", "yes"),
+        ("list", "secrets", "no"),
+        ("watch", "secrets", "no"),
+        ("get", "pods", "no"),
+    ] {
+        let out = as_webhook.run(&["-n", NS_REG, "auth", "can-i", verb, resource], None);
+        assert_eq!(
+            out.stdout.trim(),
+            want,
+            "service account {WEBHOOK_NS}/{WEBHOOK_SA}: can-i {verb} {resource}: {}",
+            out.stderr
+        );
+    }
+
+    registry_namespace(ctx);
+    docker_registry_secret(ctx, "regcred", &ctx.registry.host, registry_bed::PASSWORD);
+    // `api` runs the image as built; `worker` replaces its CMD with `args`.
+    let containers: &[(&str, Option<&[&str]>)] =
+        &[("api", None), ("worker", Some(&["--queue", "orders"]))];
+    let mut template = registry_template(ctx, IMG_POD_SECRET.0, containers);
+    template["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let before = ctx.webhook.reviews();
+    ctx.k
+        .apply_ok(&in_ns(&deployment("shop-registry", 2, &template), NS_REG));
+    let pods = ctx.k.wait_pods(NS_REG, "app=shop-registry", 2);
+    let after = ctx.webhook.reviews();
+    for p in &pods {
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+        check_registry_pod(p, IMG_POD_SECRET, containers);
+    }
+    let delta = |k: &str| after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0);
+    assert_eq!(delta("patched"), 2, "{before:?} -> {after:?}");
+    eprintln!(
+        "e2e:      2 pods of {}: args {}; {}",
+        ctx.registry.image(IMG_POD_SECRET.0),
+        container(&pods[0], "containers", "api")["args"],
+        registry_misses(ctx)
+    );
+}
+
+fn step_registry_sa_secret(ctx: &mut Ctx) {
+    registry_namespace(ctx);
+    docker_registry_secret(
+        ctx,
+        "regcred-sa",
+        &ctx.registry.host,
+        registry_bed::PASSWORD,
+    );
+    // A pull secret for another registry, on the pods below: the API server's
+    // ServiceAccount admission plugin copies the service account's imagePullSecrets into
+    // a pod only when the pod has none, so with this one the service account's secret
+    // reaches the webhook by no other way than its own lookup (ServiceAccount, then
+    // Secret, from the API server).
+    docker_registry_secret(ctx, "other-registry", "registry.example.com", "elsewhere");
+    let containers: &[(&str, Option<&[&str]>)] = &[("web", Some(&["nginx", "-T"]))];
+    let mut template = registry_template(ctx, IMG_SA_SECRET.0, containers);
+    template["spec"]["imagePullSecrets"] = json!([{"name": "other-registry"}]);
+
+    // With the `default` service account (no pull secrets) the lookup is anonymous and
+    // this registry refuses it.
+    let out = ctx
+        .k
+        .apply(&in_ns(&pod("web-anonymous", &template), NS_REG), &[]);
+    assert!(!out.ok, "a pod was admitted with anonymous registry access");
+    assert!(
+        out.stderr.contains(DENIED) && out.stderr.contains("anonymous access"),
+        "{}",
+        out.stderr
+    );
+
+    ctx.k.apply_ok(&json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "puller", "namespace": NS_REG},
+        "imagePullSecrets": [{"name": "regcred-sa"}],
+    }));
+    template["spec"]["serviceAccountName"] = json!("puller");
+    ctx.k
+        .apply_ok(&in_ns(&deployment("web-registry", 1, &template), NS_REG));
+    let pods = ctx.k.wait_pods(NS_REG, "app=web-registry", 1);
+    let p = &pods[0];
+    assert_eq!(
+        p["spec"]["imagePullSecrets"],
+        json!([{"name": "other-registry"}]),
+        "the pod's own pull secrets, not the service account's"
+    );
+    check_registry_pod(p, IMG_SA_SECRET, containers);
+    eprintln!(
+        "e2e:      pod of {} with service account puller's pull secret: args {}",
+        ctx.registry.image(IMG_SA_SECRET.0),
+        container(p, "containers", "web")["args"]
+    );
+
+    // Without pull secrets of its own the pod gets the service account's from the
+    // ServiceAccount admission plugin, before the webhooks are called.
+    let mut t = template.clone();
+    t["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("imagePullSecrets");
+    ctx.k.apply_ok(&in_ns(&pod("web-sa-copied", &t), NS_REG));
+    let p = ctx.k.json(&["-n", NS_REG, "get", "pod", "web-sa-copied"]);
+    assert_eq!(
+        p["spec"]["imagePullSecrets"],
+        json!([{"name": "regcred-sa"}])
+    );
+    check_registry_pod(&p, IMG_SA_SECRET, containers);
+}
+
+fn step_registry_wrong_credentials(ctx: &mut Ctx) {
+    registry_namespace(ctx);
+    let wrong = "not-the-password-1f3c";
+    docker_registry_secret(ctx, "badcred", &ctx.registry.host, wrong);
+    let containers: &[(&str, Option<&[&str]>)] = &[("app", None)];
+    let mut template = registry_template(ctx, IMG_WRONG_CREDENTIALS.0, containers);
+    template["spec"]["imagePullSecrets"] = json!([{"name": "badcred"}]);
+    let image = ctx.registry.image(IMG_WRONG_CREDENTIALS.0);
+    let out = ctx
+        .k
+        .apply(&in_ns(&pod("private-app", &template), NS_REG), &[]);
+    assert!(
+        !out.ok,
+        "a pod was admitted with wrong registry credentials"
+    );
+    let err = out.stderr.trim();
+    eprintln!("e2e:      wrong credentials: {err}");
+    for want in [
+        DENIED.to_string(),
+        "container 'app' has no command".to_string(),
+        format!("image '{image}'"),
+        format!("pull secret {NS_REG}/badcred"),
+        "Set `command` in the container spec to avoid the registry lookup".to_string(),
+    ] {
+        assert!(
+            err.contains(&want),
+            "kubectl said:\n{err}\nexpected: {want}"
+        );
+    }
+    assert!(
+        !err.contains(wrong),
+        "the password is in the message: {err}"
+    );
+    let got = ctx
+        .k
+        .run(&["-n", NS_REG, "get", "pod", "private-app"], None);
+    assert!(!got.ok, "the pod was stored");
 }
 
 // ---- 6 ------------------------------------------------------------------------------------
