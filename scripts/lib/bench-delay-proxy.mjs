@@ -6,16 +6,24 @@
 // new TLS connection costs one more DELAY_MS for its handshake: a DELAY_MS round trip, as
 // on a real network (TLS passes through untouched).
 // Prints one JSON line {"HOST:PORT": listenPort, ...}; exits when stdin closes.
+// With PROXY_COUNT_FILE set, rewrites that file with {"HOST:PORT": connections so far}
+// on every new connection (how many TLS connections a client opened).
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 
 const [delayArg, ...targets] = process.argv.slice(2);
 const delay = Number(delayArg);
 const ports = {};
+const conns = Object.fromEntries(targets.map((t) => [t, 0]));
+const countFile = process.env.PROXY_COUNT_FILE;
+if (countFile) writeFileSync(countFile, JSON.stringify(conns));
 for (const t of targets) {
   const i = t.lastIndexOf(':');
   const host = t.slice(0, i);
   const port = Number(t.slice(i + 1));
   const server = net.createServer({ noDelay: true }, (client) => {
+    conns[t] += 1;
+    if (countFile) writeFileSync(countFile, JSON.stringify(conns));
     const upstream = net.connect({ host, port, noDelay: true });
     client.on('data', (chunk) => setTimeout(() => upstream.write(chunk), delay));
     client.on('end', () => setTimeout(() => upstream.end(), delay));

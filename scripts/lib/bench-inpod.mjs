@@ -33,7 +33,8 @@ const firstLine = (child) => new Promise((resolve, reject) => {
 });
 const harness = spawn(process.execPath, [process.env.AKV_TESTBED_HARNESS], { stdio: ['pipe', 'pipe', 'inherit'] });
 const ports = JSON.parse(await firstLine(harness));
-const proxy = spawn(process.execPath, [path.join(here, 'bench-delay-proxy.mjs'), String(delayMs), `127.0.0.1:${ports.token}`, `127.0.0.1:${ports.vaults.a}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+const countFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'akv-bench-proxy-')), 'connections.json');
+const proxy = spawn(process.execPath, [path.join(here, 'bench-delay-proxy.mjs'), String(delayMs), `127.0.0.1:${ports.token}`, `127.0.0.1:${ports.vaults.a}`], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, PROXY_COUNT_FILE: countFile } });
 const proxied = JSON.parse(await firstLine(proxy));
 const tokenPort = proxied[`127.0.0.1:${ports.token}`];
 const vaultPort = proxied[`127.0.0.1:${ports.vaults.a}`];
@@ -94,6 +95,7 @@ function run(cmd, args, env) {
 }
 const startDelayMs = async (cmd, args, env) => { const r = await run(cmd, args, env); return Number(BigInt(r.out.trim()) - r.t0) / 1e6; };
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const connections = () => { const c = JSON.parse(readFileSync(countFile, 'utf8')); return { token: c[`127.0.0.1:${ports.token}`], vault: c[`127.0.0.1:${ports.vaults.a}`] }; };
 const sumTotals = (obj) => Object.values(obj ?? {}).reduce((a, v) => a + v.total, 0);
 
 // The floor: one token request, then one Key Vault GET, each on a new TLS connection.
@@ -127,13 +129,17 @@ const baselineMs = median(baseline);
 const results = [];
 for (const n of counts) {
   const env = envFor(n);
-  const per = Object.fromEntries(impls.map((im) => [im.name, { times: [], tokens: 0, kv: 0 }]));
+  const per = Object.fromEntries(impls.map((im) => [im.name, { times: [], tokens: 0, kv: 0, tokenConns: 0, vaultConns: 0 }]));
   for (const im of impls) await startDelayMs(im.bin, ['--', '/bin/date', '+%s%N'], env); // warm the page cache
   for (let i = 0; i < runs; i++) {
     for (const im of impls) { // alternate: ours, peer, ours, peer, ...
       const before = await control('/stats');
+      const c0 = connections();
       per[im.name].times.push(await startDelayMs(im.bin, ['--', '/bin/date', '+%s%N'], env));
+      const c1 = connections();
       const after = await control('/stats');
+      per[im.name].tokenConns += c1.token - c0.token;
+      per[im.name].vaultConns += c1.vault - c0.vault;
       per[im.name].tokens += (after.tokens[clientId] ?? 0) - (before.tokens[clientId] ?? 0);
       per[im.name].kv += sumTotals(after.vaults.a) - sumTotals(before.vaults.a);
     }
@@ -152,6 +158,8 @@ for (const n of counts) {
       overhead_ms: median(p.times) - baselineMs,
       token_requests_per_start: p.tokens / runs,
       keyvault_requests_per_start: p.kv / runs,
+      token_connections_per_start: p.tokenConns / runs,
+      keyvault_connections_per_start: p.vaultConns / runs,
       peak_rss_kb: Math.max(...rss),
     });
   }

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import resource
 import ssl
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -47,6 +48,18 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+
+
+def busy_seconds():
+    """CPU seconds all processes spent busy (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / TICK  # all but idle and iowait
+
+
+def children_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def status_kb(pid, key):
@@ -127,9 +140,11 @@ def bench_impl(impl, round_no, work):
             lua = os.path.join(work, "post.lua")
             with open(lua, "w") as f:
                 f.write(wrk_lua(body))
-            cpu0 = cpu_seconds(pid)
+            cpu0, busy0, kids0, t0 = cpu_seconds(pid), busy_seconds(), children_seconds(), time.monotonic()
             out, peak_wrk = run_sampling([WRK, "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency", "-s", lua, impl["url"]], pid)
-            cpu1 = cpu_seconds(pid)
+            cpu1, busy1, kids1, t1 = cpu_seconds(pid), busy_seconds(), children_seconds(), time.monotonic()
+            # CPU that neither the server nor the load generator used: other engineers' builds.
+            foreign_max = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (kids1 - kids0)) / (t1 - t0) / os.cpu_count() * 100
             w = parse_wrk(out)
             if w["non_2xx"] or w["socket_errors"]:
                 sys.exit(f"bench-webhooks: ERROR: wrk against {impl['name']} {review}: {out}")
@@ -157,12 +172,13 @@ def bench_impl(impl, round_no, work):
                 "fixed_p50_ms": o["latencyPercentiles"]["p50"] * 1000,
                 "fixed_p99_ms": o["latencyPercentiles"]["p99"] * 1000,
                 "cpu_s_per_10k_at_fixed": (cpu3 - cpu2) / fixed_n * 10000,
+                "foreign_cpu_pct_at_max": foreign_max,
                 "rss_idle_kb": idle_kb, "rss_peak_kb": max(peak_wrk, peak_oha),
                 "vm_hwm_kb": status_kb(pid, "VmHWM"),
             }
             log(f"round {round_no} {impl['name']} {review}: {s['max_rps']:.0f}/s max, p50 {s['fixed_p50_ms']:.2f} ms "
                 f"p99 {s['fixed_p99_ms']:.2f} ms at {RATE}/s, {s['cpu_s_per_10k_at_max']:.2f} CPU s/10k, "
-                f"RSS {idle_kb // 1024}->{s['rss_peak_kb'] // 1024} MiB")
+                f"RSS {idle_kb // 1024}->{s['rss_peak_kb'] // 1024} MiB; other processes used {foreign_max:.0f}% of the cores meanwhile")
             samples.append(s)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
