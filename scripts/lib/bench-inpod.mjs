@@ -12,14 +12,13 @@
 // Env: AKV_TESTBED_* (scripts/testbed-keyvault env), BENCH_INPOD_IMPLS (JSON
 // [{"name":..., "bin":...}], all speak akv-env's interface), RUNS, DELAY_MS, BENCH_OUT (JSON file).
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+import { envFor as envFor_, firstLine, startSeededHarness } from '../../crates/akv-env/tests/testbed/bench-setup.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const impls = JSON.parse(process.env.BENCH_INPOD_IMPLS);
@@ -27,41 +26,13 @@ const runs = Number(process.env.RUNS ?? 10);
 const delayMs = Number(process.env.DELAY_MS ?? 20);
 const counts = [1, 10, 50];
 
-const firstLine = (child) => new Promise((resolve, reject) => {
-  readline.createInterface({ input: child.stdout }).once('line', resolve);
-  child.once('exit', (code) => reject(new Error(`child exited ${code} before it was ready`)));
-});
-const harness = spawn(process.execPath, [process.env.AKV_TESTBED_HARNESS], { stdio: ['pipe', 'pipe', 'inherit'] });
-const ports = JSON.parse(await firstLine(harness));
+const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness();
+const federated = readFileSync(tokenFile, 'utf8');
 const countFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'akv-bench-proxy-')), 'connections.json');
 const proxy = spawn(process.execPath, [path.join(here, 'bench-delay-proxy.mjs'), String(delayMs), `127.0.0.1:${ports.token}`, `127.0.0.1:${ports.vaults.a}`], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, PROXY_COUNT_FILE: countFile } });
 const proxied = JSON.parse(await firstLine(proxy));
 const tokenPort = proxied[`127.0.0.1:${ports.token}`];
 const vaultPort = proxied[`127.0.0.1:${ports.vaults.a}`];
-
-function control(p, body = {}) {
-  return new Promise((resolve, reject) => {
-    const data = JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port: ports.control, path: p, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-      let raw = '';
-      res.on('data', (c) => { raw += c; });
-      res.on('end', () => resolve(raw ? JSON.parse(raw) : null));
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-const dir = mkdtempSync(path.join(os.tmpdir(), 'akv-bench-inpod-'));
-const clientId = randomUUID();
-const tenant = randomUUID();
-const subject = 'system:serviceaccount:bench:app';
-await control('/identity', { client_id: clientId, tenant, subject });
-const federated = (await control('/mint', { subject })).token;
-const tokenFile = path.join(dir, 'token');
-writeFileSync(tokenFile, federated);
-await control('/vault/a/grant', { client_id: clientId });
-for (let i = 0; i < 50; i++) await control('/vault/a/secret', { name: `bench-secret-${i}`, value: `value-${i}-${'x'.repeat(32)}` });
 
 const baseEnv = {
   PATH: '/usr/bin:/bin',
@@ -74,11 +45,7 @@ const baseEnv = {
   AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
   AKV_INJECTOR_TIMEOUT: '30s',
 };
-const envFor = (n) => {
-  const env = { ...baseEnv };
-  for (let i = 0; i < n; i++) env[`SECRET_${i}`] = `akv:bench-secret-${i}`;
-  return env;
-};
+const envFor = (n) => envFor_(baseEnv, n);
 
 // Asynchronous spawn: the proxy is another process, but keep this event loop free anyway.
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));

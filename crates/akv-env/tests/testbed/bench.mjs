@@ -6,42 +6,15 @@
 //   - token requests and Key Vault requests per start (from the harness's counters);
 //   - peak RSS of akv-env (/usr/bin/time -f %M) while it fetches.
 // Env: AKV_TESTBED_* (from scripts/testbed-keyvault env), AKV_ENV_BIN, RUNS.
-import { spawn, spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
+import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+
+import { envFor as envFor_, startSeededHarness } from './bench-setup.mjs';
 
 const bin = process.env.AKV_ENV_BIN;
 const runs = Number(process.env.RUNS ?? 15);
 
-const harness = spawn(process.execPath, [process.env.AKV_TESTBED_HARNESS], { stdio: ['pipe', 'pipe', 'inherit'] });
-const ports = JSON.parse(await new Promise((resolve) => readline.createInterface({ input: harness.stdout }).once('line', resolve)));
-
-function control(p, body = {}) {
-  return new Promise((resolve, reject) => {
-    const data = JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port: ports.control, path: p, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
-      let raw = '';
-      res.on('data', (c) => { raw += c; });
-      res.on('end', () => resolve(raw ? JSON.parse(raw) : null));
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-const dir = mkdtempSync(path.join(os.tmpdir(), 'akv-bench-'));
-const clientId = randomUUID();
-const tenant = randomUUID();
-const subject = 'system:serviceaccount:bench:app';
-await control('/identity', { client_id: clientId, tenant, subject });
-const tokenFile = path.join(dir, 'token');
-writeFileSync(tokenFile, (await control('/mint', { subject })).token);
-await control('/vault/a/grant', { client_id: clientId });
-for (let i = 0; i < 50; i++) await control('/vault/a/secret', { name: `bench-secret-${i}`, value: `value-${i}-${'x'.repeat(32)}` });
+const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness();
 
 const baseEnv = {
   PATH: '/usr/bin:/bin',
@@ -54,11 +27,7 @@ const baseEnv = {
   AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
   AKV_INJECTOR_TIMEOUT: '30s',
 };
-const envFor = (n) => {
-  const env = { ...baseEnv };
-  for (let i = 0; i < n; i++) env[`SECRET_${i}`] = `akv:bench-secret-${i}`;
-  return env;
-};
+const envFor = (n) => envFor_(baseEnv, n);
 
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 function startDelayMs(cmd, args, env) {

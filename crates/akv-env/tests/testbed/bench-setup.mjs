@@ -1,0 +1,51 @@
+// Shared by the startup benchmarks (bench.mjs beside this file, run by
+// scripts/bench-akv-env, and scripts/lib/bench-inpod.mjs, run by scripts/bench): starts
+// the harness (token endpoint + vaults), enrols one workload identity, writes its
+// federated token file and seeds vault "a" with the benchmark's secrets.
+// Env: AKV_TESTBED_HARNESS (from scripts/testbed-keyvault env).
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+/** The first line a child prints on stdout (its ports, as JSON). */
+export const firstLine = (child) => new Promise((resolve, reject) => {
+  readline.createInterface({ input: child.stdout }).once('line', resolve);
+  child.once('exit', (code) => reject(new Error(`child exited ${code} before it was ready`)));
+});
+
+/** Starts the harness and prepares an identity and SECRETS secrets named bench-secret-N. */
+export async function startSeededHarness(secrets = 50) {
+  const harness = spawn(process.execPath, [process.env.AKV_TESTBED_HARNESS], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const ports = JSON.parse(await firstLine(harness));
+  const control = (p, body = {}) => new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request({ host: '127.0.0.1', port: ports.control, path: p, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+      let raw = '';
+      res.on('data', (c) => { raw += c; });
+      res.on('end', () => resolve(raw ? JSON.parse(raw) : null));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'akv-bench-'));
+  const clientId = randomUUID();
+  const tenant = randomUUID();
+  const subject = 'system:serviceaccount:bench:app';
+  await control('/identity', { client_id: clientId, tenant, subject });
+  const tokenFile = path.join(dir, 'token');
+  writeFileSync(tokenFile, (await control('/mint', { subject })).token);
+  await control('/vault/a/grant', { client_id: clientId });
+  for (let i = 0; i < secrets; i++) await control('/vault/a/secret', { name: `bench-secret-${i}`, value: `value-${i}-${'x'.repeat(32)}` });
+  return { harness, ports, control, clientId, tenant, tokenFile };
+}
+
+/** BASE plus N variables SECRET_i referencing bench-secret-i. */
+export function envFor(base, n) {
+  const env = { ...base };
+  for (let i = 0; i < n; i++) env[`SECRET_${i}`] = `akv:bench-secret-${i}`;
+  return env;
+}
