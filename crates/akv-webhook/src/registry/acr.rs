@@ -111,25 +111,41 @@ impl WorkloadIdentityAcr {
             ),
             ("client_assertion", assertion.trim()),
         ];
+        let body: TokenResponse = self
+            .post_form(&url, &form, "Entra ID token request", |status| {
+                format!(
+                    "Entra ID refused a token for the webhook's identity (client id {}): HTTP {status}",
+                    id.client_id
+                )
+            })
+            .await?;
+        Ok(body.access_token)
+    }
+
+    /// POSTs a form and reads the JSON answer; `what` names the call in errors, `refused`
+    /// words a non-2xx answer.
+    async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        what: &str,
+        refused: impl FnOnce(reqwest13::StatusCode) -> String,
+    ) -> Result<T, String> {
         let response = self
             .http
-            .post(&url)
-            .form(&form)
+            .post(url)
+            .form(form)
             .send()
             .await
-            .map_err(|e| format!("Entra ID token request to {url} failed: {e}"))?;
+            .map_err(|e| format!("{what} to {url} failed: {e}"))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!(
-                "Entra ID refused a token for the webhook's identity (client id {}): HTTP {status}",
-                id.client_id
-            ));
+            return Err(refused(status));
         }
-        let body: TokenResponse = response
+        response
             .json()
             .await
-            .map_err(|e| format!("Entra ID token response unreadable: {e}"))?;
-        Ok(body.access_token)
+            .map_err(|e| format!("{what}: answer from {url} unreadable: {e}"))
     }
 
     async fn exchange(&self, registry: &str) -> Result<String, String> {
@@ -141,24 +157,14 @@ impl WorkloadIdentityAcr {
             ("tenant", self.identity.tenant_id.as_str()),
             ("access_token", access_token.as_str()),
         ];
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("ACR token exchange at {url} failed: {e}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!(
-                "{registry} refused to exchange the webhook's Entra ID token (client id {}): HTTP {status}; grant the identity the AcrPull role on the registry",
-                self.identity.client_id
-            ));
-        }
-        let body: ExchangeResponse = response
-            .json()
-            .await
-            .map_err(|e| format!("ACR token exchange response unreadable: {e}"))?;
+        let body: ExchangeResponse = self
+            .post_form(&url, &form, "ACR token exchange", |status| {
+                format!(
+                    "{registry} refused to exchange the webhook's Entra ID token (client id {}): HTTP {status}; grant the identity the AcrPull role on the registry",
+                    self.identity.client_id
+                )
+            })
+            .await?;
         Ok(body.refresh_token)
     }
 }
