@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The Key Vault harness's control API, shared with akv-env's integration tests.
+#[path = "../../akv-env/tests/common/harness_api.rs"]
+pub mod harness_api;
 pub mod kubelet;
 pub mod registry;
 
@@ -661,29 +664,23 @@ impl Drop for NodeProcess {
 /// `scripts/testbed-keyvault`): a token endpoint and two vaults on loopback.
 pub struct KeyVault {
     pub paths: BTreeMap<String, String>,
-    pub control: u16,
-    pub token: u16,
-    pub vault_a: u16,
-    pub vault_b: u16,
+    pub ports: harness_api::HarnessPorts,
     process: NodeProcess,
     front: Option<NodeProcess>,
+}
+
+impl std::ops::Deref for KeyVault {
+    type Target = harness_api::HarnessPorts;
+
+    fn deref(&self) -> &harness_api::HarnessPorts {
+        &self.ports
+    }
 }
 
 impl KeyVault {
     /// Fails (panics) naming `scripts/testbed-keyvault` when it is not installed.
     pub fn start(log_dir: &Path) -> KeyVault {
-        let script = repo().join("scripts/testbed-keyvault");
-        let out = Command::new(&script)
-            .arg("env")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "the Key Vault test bed is missing: run `scripts/testbed-keyvault` (installs \
-             oauth2-mock-server from npm, makes the test certificates). It said:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let paths = parse_env_lines(&String::from_utf8_lossy(&out.stdout));
+        let paths = harness_api::testbed_paths(&repo());
         let harness = PathBuf::from(&paths["AKV_TESTBED_HARNESS"]);
         let (process, ports) = NodeProcess::start(
             &paths["AKV_TESTBED_NODE"],
@@ -691,12 +688,8 @@ impl KeyVault {
             &paths,
             &log_dir.join("keyvault-harness.log"),
         );
-        let port = |v: &Value| v.as_u64().expect("port") as u16;
         KeyVault {
-            control: port(&ports["control"]),
-            token: port(&ports["token"]),
-            vault_a: port(&ports["vaults"]["a"]),
-            vault_b: port(&ports["vaults"]["b"]),
+            ports: harness_api::HarnessPorts::from_ready_line(&ports.to_string()),
             paths,
             process,
             front: None,
@@ -728,53 +721,6 @@ impl KeyVault {
             &log_dir.join("k8s-token-front.log"),
         );
         self.front = Some(front);
-    }
-
-    /// POST to the harness's control API.
-    pub fn control(&self, path: &str, body: Value) -> Value {
-        let (status, resp) = http_request(self.control, "POST", path, Some(&body.to_string()))
-            .unwrap_or_else(|e| panic!("harness control {path}: {e}"));
-        assert_eq!(status, 200, "harness control {path}: {resp}");
-        serde_json::from_str(&resp).unwrap_or(Value::Null)
-    }
-
-    pub fn vault_url(&self, vault: &str) -> String {
-        match vault {
-            "a" => format!("https://127.0.0.1:{}", self.vault_a),
-            "b" => format!("https://127.0.0.2:{}", self.vault_b),
-            _ => panic!("no vault {vault}"),
-        }
-    }
-
-    /// Stores a secret; returns its version.
-    pub fn secret(&self, vault: &str, name: &str, value: &str) -> String {
-        self.control(
-            &format!("/vault/{vault}/secret"),
-            json!({"name": name, "value": value}),
-        )["version"]
-            .as_str()
-            .expect("version")
-            .to_string()
-    }
-
-    /// Registers a federated identity credential: `client_id` in `tenant` trusts `subject`.
-    pub fn identity(&self, client_id: &str, tenant: &str, subject: &str) {
-        self.control(
-            "/identity",
-            json!({"client_id": client_id, "tenant": tenant, "subject": subject}),
-        );
-    }
-
-    /// Grants `client_id` read access to a vault.
-    pub fn grant(&self, vault: &str, client_id: &str) {
-        self.control(
-            &format!("/vault/{vault}/grant"),
-            json!({"client_id": client_id}),
-        );
-    }
-
-    pub fn stats(&self) -> Value {
-        self.control("/stats", json!({}))
     }
 
     pub fn stop(&mut self) {

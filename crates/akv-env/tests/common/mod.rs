@@ -4,22 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
+#[path = "harness_api.rs"]
+mod harness_api;
+pub use harness_api::HarnessPorts;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
 
 pub struct Testbed {
     pub paths: BTreeMap<String, String>,
-    pub control: u16,
-    pub token: u16,
-    pub vault_a: u16,
-    pub vault_b: u16,
+    pub ports: HarnessPorts,
     // Held open: the harness exits when the test process ends and this closes.
     _stdin: Mutex<ChildStdin>,
     _child: Mutex<Child>,
@@ -34,18 +35,7 @@ fn repo() -> PathBuf {
 /// The shared test bed; panics (never skips) when it cannot be had.
 pub fn testbed() -> &'static Testbed {
     TESTBED.get_or_init(|| {
-        let script = repo().join("scripts/testbed-keyvault");
-        let out = Command::new(&script).arg("env").output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        if !out.status.success() {
-            panic!(
-                "akv-env's integration tests need the Key Vault test bed. Run scripts/testbed-keyvault first (it installs oauth2-mock-server from npm and makes the test certificates; needs node >= 20.19, npm and openssl).\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let paths: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect();
+        let paths = harness_api::testbed_paths(&repo());
         let mut child = Command::new(&paths["AKV_TESTBED_NODE"])
             .arg(&paths["AKV_TESTBED_HARNESS"])
             .envs(&paths)
@@ -58,13 +48,8 @@ pub fn testbed() -> &'static Testbed {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read the harness ports");
-        let ports: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("the harness did not start ({e}): {line:?}"));
-        let port = |v: &Value| v.as_u64().expect("port") as u16;
         Testbed {
-            control: port(&ports["control"]),
-            token: port(&ports["token"]),
-            vault_a: port(&ports["vaults"]["a"]),
-            vault_b: port(&ports["vaults"]["b"]),
+            ports: HarnessPorts::from_ready_line(&line),
             paths,
             _stdin: Mutex::new(child.stdin.take().expect("stdin")),
             _child: Mutex::new(child),
@@ -72,54 +57,22 @@ pub fn testbed() -> &'static Testbed {
     })
 }
 
+impl Deref for Testbed {
+    type Target = HarnessPorts;
+
+    fn deref(&self) -> &HarnessPorts {
+        &self.ports
+    }
+}
+
 impl Testbed {
     pub fn path(&self, key: &str) -> &str {
         &self.paths[key]
     }
 
-    /// POST to the control API.
-    pub fn control(&self, path: &str, body: Value) -> Value {
-        let body = body.to_string();
-        let mut s =
-            TcpStream::connect(("127.0.0.1", self.control)).expect("connect to control API");
-        write!(
-            s,
-            "POST {path} HTTP/1.0\r\nHost: control\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-        assert!(head.contains(" 200 "), "control {path}: {resp}");
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    }
-
-    pub fn vault_url(&self, vault: &str) -> String {
-        match vault {
-            "a" => format!("https://127.0.0.1:{}", self.vault_a),
-            "b" => format!("https://127.0.0.2:{}", self.vault_b),
-            _ => panic!("no vault {vault}"),
-        }
-    }
-
     /// `127.0.0.2:PORT`, for `akv://VAULT/...` references to vault b.
     pub fn vault_b_host(&self) -> String {
         format!("127.0.0.2:{}", self.vault_b)
-    }
-
-    pub fn secret(&self, vault: &str, name: &str, value: &str) -> String {
-        self.control(
-            &format!("/vault/{vault}/secret"),
-            json!({"name": name, "value": value}),
-        )["version"]
-            .as_str()
-            .expect("version")
-            .to_string()
-    }
-
-    pub fn stats(&self) -> Value {
-        self.control("/stats", json!({}))
     }
 
     /// Requests to one path of a vault: (total, unauthenticated, statuses).
