@@ -16,12 +16,12 @@
 //! Run it with `scripts/e2e` (builds the binaries, then `cargo test -p akv-e2e`).
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use akv_e2e::harness_api::random_hex;
 use akv_e2e::kubelet::Kubelet;
 use akv_e2e::registry::{self as registry_bed, Registry};
 use akv_e2e::{
@@ -60,17 +60,6 @@ const IMG_WRONG_CREDENTIALS: (&str, &[&str], &[&str]) = ("e2e/private:3", &["/pr
 /// The webhook's service account and namespace, as in manifests/base.
 const WEBHOOK_NS: &str = "akv-injector";
 const WEBHOOK_SA: &str = "akv-webhook";
-
-fn random_hex(n: usize) -> String {
-    let mut out = String::new();
-    while out.len() < n {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(out.len());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(n);
-    out
-}
 
 /// Everything one run shares. Fields drop in order: webhook, harness, then the test bed.
 struct Ctx {

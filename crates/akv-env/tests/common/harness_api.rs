@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -118,4 +119,16 @@ impl HarnessPorts {
     pub fn stats(&self) -> Value {
         self.control("/stats", json!({}))
     }
+}
+
+/// `n` random hexadecimal digits, for secret values and ids that must not repeat.
+pub fn random_hex(n: usize) -> String {
+    let mut out = String::new();
+    while out.len() < n {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(out.len());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(n);
+    out
 }

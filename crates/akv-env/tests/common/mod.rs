@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use serde_json::{json, Value};
 
 #[path = "harness_api.rs"]
 mod harness_api;
-pub use harness_api::HarnessPorts;
+pub use harness_api::{random_hex, HarnessPorts};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
 
@@ -106,17 +105,6 @@ impl Testbed {
         f["path"] = json!(path);
         self.control(&format!("/vault/{vault}/fault"), f);
     }
-}
-
-pub fn random_hex(n: usize) -> String {
-    let mut out = String::new();
-    while out.len() < n {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(out.len());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(n);
-    out
 }
 
 pub fn guid() -> String {
