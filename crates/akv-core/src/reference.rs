@@ -18,10 +18,13 @@ use thiserror::Error;
 pub const PREFIX: &str = "akv:";
 
 const NAME_MAX: usize = 127;
-const VAULT_NAME_MIN: usize = 3;
-const VAULT_NAME_MAX: usize = 24;
+const VAULT_NAME_LEN: std::ops::RangeInclusive<usize> = 3..=24;
 const VERSION_LEN: usize = 32;
 const HOST_MAX: usize = 253;
+
+/// Azure's rule for Key Vault and Managed HSM names, as every message about a vault name
+/// states it (Microsoft.KeyVault `vaults` and `managedHSMs` follow the same rule).
+pub const VAULT_NAME_RULE: &str = "a vault name has 3 to 24 letters, digits or '-', starts with a letter, ends with a letter or digit, and has no '--'";
 
 /// A reference to one Key Vault object, and which part of it to read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,8 +150,12 @@ pub enum ReferenceError {
     EmptyVault,
     #[error("'akv://{0}' names a vault but no object: write akv://{0}/NAME")]
     MissingObject(String),
-    #[error("vault '{0}' is not a vault name (3 to 24 letters, digits or '-') nor a DNS name (one with a dot, e.g. my-vault.vault.azure.cn)")]
+    #[error("vault '{0}' is not a vault name nor a DNS name: {VAULT_NAME_RULE}; a DNS name has a dot, e.g. my-vault.vault.azure.cn")]
     BadVaultName(String),
+    #[error(
+        "vault host '{host}' names vault '{name}', which Azure does not allow: {VAULT_NAME_RULE}"
+    )]
+    BadVaultNameInHost { host: String, name: String },
     #[error("vault host '{0}' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT")]
     BadVaultHost(String),
     #[error("the reference contains {0}; references have no spaces or control characters")]
@@ -291,17 +298,17 @@ impl fmt::Display for Reference {
 
 impl VaultRef {
     /// Parses the `VAULT` of `akv://VAULT/...`: a name, or a DNS name (one with a dot).
+    /// A name, and the name in a host under a Key Vault or Managed HSM suffix, must
+    /// follow [`VAULT_NAME_RULE`]. This is the check for every place a vault is named
+    /// (references, the `vault` annotation, `client-id.<VAULT>` annotations).
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.contains('.') {
-            check_host(s)?;
+            check_vault_host(s)?;
             Ok(VaultRef::Host(s.to_ascii_lowercase()))
+        } else if is_vault_name(s) {
+            Ok(VaultRef::Name(s.to_ascii_lowercase()))
         } else {
-            let ok_len = (VAULT_NAME_MIN..=VAULT_NAME_MAX).contains(&s.len());
-            if ok_len && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                Ok(VaultRef::Name(s.to_ascii_lowercase()))
-            } else {
-                Err(ReferenceError::BadVaultName(s.to_string()))
-            }
+            Err(ReferenceError::BadVaultName(shown(s)))
         }
     }
 
@@ -310,6 +317,48 @@ impl VaultRef {
         match self {
             VaultRef::Name(s) | VaultRef::Host(s) => s,
         }
+    }
+}
+
+/// Whether `s` is a Key Vault or Managed HSM name by Azure's rule ([`VAULT_NAME_RULE`]).
+/// Case does not matter: Azure treats vault names case-insensitively.
+pub fn is_vault_name(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    VAULT_NAME_LEN.contains(&bytes.len())
+        && first.is_ascii_alphabetic()
+        && last.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && !s.contains("--")
+}
+
+/// Checks a `host[:port]` DNS name, and, for a host under a Key Vault or Managed HSM
+/// suffix (`NAME.vault.azure.net`, `NAME.managedhsm.azure.net`, ...), that `NAME` is
+/// one vault name by Azure's rule.
+pub(crate) fn check_vault_host(s: &str) -> Result<(), ReferenceError> {
+    let host = s.rsplit_once(':').map_or(s, |(host, _)| host);
+    if let Some(name) = crate::vault::name_under_suffix(host) {
+        if !is_vault_name(name) {
+            return Err(ReferenceError::BadVaultNameInHost {
+                host: shown(s),
+                name: shown(name),
+            });
+        }
+    }
+    check_host(s)
+}
+
+/// A vault as quoted in a message: no valid vault or host is longer than 253 characters,
+/// so longer text (a pod author's) is cut there rather than echoed whole.
+fn shown(s: &str) -> String {
+    const SHOWN: usize = 253;
+    match s.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
     }
 }
 
@@ -342,7 +391,7 @@ fn check_version(version: &str) -> Result<(), ReferenceError> {
 
 /// Checks a `host[:port]` DNS name.
 pub(crate) fn check_host(s: &str) -> Result<(), ReferenceError> {
-    let bad = || ReferenceError::BadVaultHost(s.to_string());
+    let bad = || ReferenceError::BadVaultHost(shown(s));
     let (host, port) = match s.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (s, None),
@@ -485,15 +534,53 @@ mod tests {
             ("akv:///db".into(), "the vault is missing after 'akv://': write akv://VAULT/NAME, e.g. akv://my-vault/db-password"),
             ("akv://my-vault".into(), "'akv://my-vault' names a vault but no object: write akv://my-vault/NAME"),
             ("akv://my-vault/".into(), "'akv://my-vault' names a vault but no object: write akv://my-vault/NAME"),
-            ("akv://kv/db".into(), "vault 'kv' is not a vault name (3 to 24 letters, digits or '-') nor a DNS name (one with a dot, e.g. my-vault.vault.azure.cn)"),
-            ("akv://abcdefghijklmnopqrstuvwxy/db".into(), "vault 'abcdefghijklmnopqrstuvwxy' is not a vault name (3 to 24 letters, digits or '-') nor a DNS name (one with a dot, e.g. my-vault.vault.azure.cn)"),
-            ("akv://my_vault/db".into(), "vault 'my_vault' is not a vault name (3 to 24 letters, digits or '-') nor a DNS name (one with a dot, e.g. my-vault.vault.azure.cn)"),
             ("akv://my-vault..azure.net/db".into(), "vault host 'my-vault..azure.net' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
-            ("akv://-kv.vault.azure.net/db".into(), "vault host '-kv.vault.azure.net' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
-            ("akv://kv.vault.azure.net:0/db".into(), "vault host 'kv.vault.azure.net:0' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
-            ("akv://kv.vault.azure.net:99999/db".into(), "vault host 'kv.vault.azure.net:99999' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
-            ("akv://https://kv.vault.azure.net/db".into(), "vault 'https:' is not a vault name (3 to 24 letters, digits or '-') nor a DNS name (one with a dot, e.g. my-vault.vault.azure.cn)"),
+            ("akv://kv1.vault.azure.net:0/db".into(), "vault host 'kv1.vault.azure.net:0' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
+            ("akv://kv1.vault.azure.net:99999/db".into(), "vault host 'kv1.vault.azure.net:99999' is not a valid DNS name: labels of 1 to 63 letters, digits or '-', not starting or ending with '-', and an optional :PORT"),
         ];
+        let bad_name = |v: &str| {
+            format!("vault '{v}' is not a vault name nor a DNS name: {VAULT_NAME_RULE}; a DNS name has a dot, e.g. my-vault.vault.azure.cn")
+        };
+        let bad_in_host = |h: &str, v: &str| {
+            format!(
+                "vault host '{h}' names vault '{v}', which Azure does not allow: {VAULT_NAME_RULE}"
+            )
+        };
+        let cases = cases
+            .into_iter()
+            .map(|(input, want)| (input, want.to_string()))
+            .chain([
+                ("akv://kv/db".into(), bad_name("kv")),
+                (
+                    "akv://abcdefghijklmnopqrstuvwxy/db".into(),
+                    bad_name("abcdefghijklmnopqrstuvwxy"),
+                ),
+                ("akv://my_vault/db".into(), bad_name("my_vault")),
+                ("akv://akak-/db".into(), bad_name("akak-")),
+                ("akv://1kv/db".into(), bad_name("1kv")),
+                ("akv://-kv1/db".into(), bad_name("-kv1")),
+                ("akv://my--vault/db".into(), bad_name("my--vault")),
+                (
+                    "akv://https://kv1.vault.azure.net/db".into(),
+                    bad_name("https:"),
+                ),
+                (
+                    "akv://-kv.vault.azure.net/db".into(),
+                    bad_in_host("-kv.vault.azure.net", "-kv"),
+                ),
+                (
+                    "akv://akak-.vault.azure.net/db".into(),
+                    bad_in_host("akak-.vault.azure.net", "akak-"),
+                ),
+                (
+                    "akv://kv.vault.azure.net/db".into(),
+                    bad_in_host("kv.vault.azure.net", "kv"),
+                ),
+                (
+                    "akv://a--b.managedhsm.azure.net:8443/db".into(),
+                    bad_in_host("a--b.managedhsm.azure.net:8443", "a--b"),
+                ),
+            ]);
         for (input, want) in cases {
             let err = input.parse::<Reference>().expect_err(&input);
             assert_eq!(err.to_string(), want, "{input:?}");
@@ -506,8 +593,8 @@ mod tests {
             ("akv:db#value", "akv:db"),
             ("akv://My-Vault/db", "akv://my-vault/db"),
             (
-                "akv://KV.Vault.Azure.Net/db#cert",
-                "akv://kv.vault.azure.net/db#cert",
+                "akv://KV1.Vault.Azure.Net/db#cert",
+                "akv://kv1.vault.azure.net/db#cert",
             ),
         ] {
             let parsed: Reference = input.parse().expect(input);
@@ -524,10 +611,62 @@ mod tests {
         assert_eq!(Part::Pubkey.object_kind().collection(), "keys");
     }
 
+    /// Names that follow Azure's rule: a letter, then letters or digits with single '-'
+    /// between them.
+    fn arb_vault_name() -> impl Strategy<Value = String> {
+        "[a-zA-Z](-?[a-zA-Z0-9]){2,11}"
+    }
+
+    #[test]
+    fn long_vaults_are_cut_in_messages() {
+        let long = "a".repeat(10_000);
+        for input in [
+            format!("akv://{long}/db"),
+            format!("akv://{long}.vault.azure.net/db"),
+            format!("akv://x.{long}/db"),
+        ] {
+            let err = input
+                .parse::<Reference>()
+                .expect_err("too long")
+                .to_string();
+            assert!(err.len() < 700, "{} bytes", err.len());
+            assert!(err.contains('…'), "{err}");
+        }
+    }
+
+    #[test]
+    fn vault_names_follow_azure_rule() {
+        for ok in [
+            "abc",
+            "a-b",
+            "kv1",
+            "My-Vault-2",
+            "abcdefghijklmnopqrstuvwx",
+            "a1-2-3",
+        ] {
+            assert!(is_vault_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            "abcdefghijklmnopqrstuvwxy",
+            "akak-",
+            "-abc",
+            "1abc",
+            "a--b",
+            "a_b",
+            "a.b",
+            "ab c",
+            "äbc",
+        ] {
+            assert!(!is_vault_name(bad), "{bad}");
+        }
+    }
+
     fn arb_reference() -> impl Strategy<Value = Reference> {
         let vault = prop_oneof![
             Just(None),
-            "[a-z0-9][a-z0-9-]{1,22}[a-z0-9]".prop_map(|s| Some(VaultRef::Name(s))),
+            arb_vault_name().prop_map(|s| Some(VaultRef::Name(s.to_ascii_lowercase()))),
             (
                 "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){1,3}",
                 proptest::option::of(1u16..)
@@ -556,6 +695,23 @@ mod tests {
             let shown = reference.to_string();
             let parsed: Reference = shown.parse().map_err(|e| TestCaseError::fail(format!("{shown}: {e}")))?;
             prop_assert_eq!(parsed, reference);
+        }
+
+        #[test]
+        fn generated_names_are_vault_names(name in arb_vault_name()) {
+            prop_assert!(is_vault_name(&name), "{}", name);
+        }
+
+        /// A vault name is accepted exactly when it follows the rule, and then its DNS
+        /// form is accepted too; no vault is accepted in one form and refused in another.
+        #[test]
+        fn vault_forms_agree(s in "[a-zA-Z0-9_-]{0,26}") {
+            let bare = VaultRef::parse(&s);
+            prop_assert_eq!(bare.is_ok(), is_vault_name(&s), "{}", s);
+            for suffix in crate::vault::KEY_VAULT_SUFFIXES {
+                let host = format!("{s}.{suffix}");
+                prop_assert_eq!(VaultRef::parse(&host).is_ok(), bare.is_ok(), "{}", host);
+            }
         }
 
         #[test]

@@ -39,6 +39,8 @@ pub enum SettingError {
     BadBool(String),
     #[error("'{0}' is not a GUID such as 00000000-0000-0000-0000-000000000000")]
     BadGuid(String),
+    #[error("'{0}' is not a tenant: give its GUID or its domain (contoso.onmicrosoft.com)")]
+    BadTenant(String),
 }
 
 /// Parses a fetch budget such as `30s`, `2m`, `1m30s`, `1500ms` (1s to 1h).
@@ -50,7 +52,12 @@ pub fn parse_timeout(s: &str) -> Result<Duration, SettingError> {
     Ok(d)
 }
 
-/// Parses a Go-style duration made of `<digits><unit>` pieces (units ms, s, m, h).
+/// The longest duration [`parse_duration`] accepts: the longest single piece it reads
+/// (`999999999h`), so that [`format_duration`] can always print what was parsed.
+pub const MAX_DURATION: Duration = Duration::from_secs(999_999_999 * 3600);
+
+/// Parses a Go-style duration made of `<digits><unit>` pieces (units ms, s, m, h), each
+/// of at most 9 digits, in total at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, SettingError> {
     let bad = || SettingError::BadDuration(s.to_string());
     let mut rest = s.trim();
@@ -74,18 +81,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, SettingError> {
             _ => return Err(bad()),
         };
         total = total.checked_add(piece).ok_or_else(bad)?;
+        if total > MAX_DURATION {
+            return Err(bad());
+        }
         rest = &rest[unit_len..];
     }
     Ok(total)
 }
 
-/// Formats a duration the way [`parse_duration`] reads it back.
+/// Formats a duration (to the millisecond) the way [`parse_duration`] reads it back:
+/// `90s` or `1500ms` when that number has at most 9 digits, else its decomposition
+/// into hours, minutes, seconds and milliseconds (`18462h57m26s1ms`). Every duration
+/// that `parse_duration` accepts prints in a form that parses back to it.
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() != 0 || d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}s", d.as_secs())
+    const ONE_PIECE_MAX: u128 = 999_999_999;
+    let ms = d.as_millis();
+    if (d.subsec_millis() != 0 || d.as_secs() == 0) && ms <= ONE_PIECE_MAX {
+        return format!("{ms}ms");
     }
+    if d.subsec_millis() == 0 && u128::from(d.as_secs()) <= ONE_PIECE_MAX {
+        return format!("{}s", d.as_secs());
+    }
+    let units = [(3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
+    let mut rest = ms;
+    let mut out = String::new();
+    for (size, unit) in units {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }
 
 /// Parses `"true"` or `"false"` (exactly; annotation values are not guessed at).
@@ -110,6 +137,26 @@ pub fn parse_guid(s: &str) -> Result<String, SettingError> {
         Ok(s.to_ascii_lowercase())
     } else {
         Err(SettingError::BadGuid(s.to_string()))
+    }
+}
+
+/// Checks an Entra tenant: its GUID, or one of its domains (`contoso.onmicrosoft.com`),
+/// as Entra ID's authority URL takes either. Both come back lower case.
+pub fn parse_tenant(s: &str) -> Result<String, SettingError> {
+    if let Ok(guid) = parse_guid(s) {
+        return Ok(guid);
+    }
+    let is_label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let is_domain = s.len() <= 253 && s.contains('.') && s.split('.').all(is_label);
+    if is_domain {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(SettingError::BadTenant(s.to_string()))
     }
 }
 
@@ -140,6 +187,8 @@ mod tests {
             "1d",
             "10sec",
             "9999999999s",
+            "999999999h1ms",
+            "999999999h999999999h",
         ] {
             assert_eq!(
                 parse_duration(bad),
@@ -170,6 +219,44 @@ mod tests {
     }
 
     #[test]
+    fn durations_print_in_a_form_that_parses_back() {
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_secs(120), "120s"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(999_999_999), "999999999s"),
+            (Duration::from_secs(1_000_000_000), "277777h46m40s"),
+            (Duration::from_millis(999_999_999), "999999999ms"),
+            (Duration::from_millis(1_000_000_001), "277h46m40s1ms"),
+            // The fuzz finding: 1ms66466646s printed as 66466646001ms (11 digits).
+            (Duration::from_millis(66_466_646_001), "18462h57m26s1ms"),
+            (MAX_DURATION, "999999999h"),
+        ];
+        for (d, shown) in cases {
+            assert_eq!(format_duration(d), shown, "{d:?}");
+            assert_eq!(parse_duration(shown), Ok(d), "{shown}");
+        }
+        assert_eq!(parse_duration("999999999h"), Ok(MAX_DURATION));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_accepted_duration_round_trips(s in "([0-9]{1,10}(ms|s|m|h)){1,4}") {
+            if let Ok(d) = parse_duration(&s) {
+                let shown = format_duration(d);
+                proptest::prop_assert_eq!(parse_duration(&shown), Ok(d), "{} -> {}", s, shown);
+            }
+        }
+
+        #[test]
+        fn every_duration_up_to_the_bound_round_trips(ms in 0..=MAX_DURATION.as_millis() as u64) {
+            let d = Duration::from_millis(ms);
+            let shown = format_duration(d);
+            proptest::prop_assert_eq!(parse_duration(&shown), Ok(d), "{}", shown);
+        }
+    }
+
+    #[test]
     fn booleans_and_guids() {
         assert_eq!(parse_bool("true"), Ok(true));
         assert_eq!(parse_bool("false"), Ok(false));
@@ -185,6 +272,18 @@ mod tests {
             "0a1b2c3d-0000-4000-8000-00000000000g",
         ] {
             assert!(parse_guid(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_tenant(guid), Ok(guid.to_ascii_lowercase()));
+        assert_eq!(
+            parse_tenant("Contoso.OnMicrosoft.com"),
+            Ok("contoso.onmicrosoft.com".into())
+        );
+        for bad in ["contoso", "a..b", "-a.b", "a b.c", "a/b.c", ""] {
+            assert_eq!(
+                parse_tenant(bad),
+                Err(SettingError::BadTenant(bad.into())),
+                "{bad}"
+            );
         }
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::reference::{check_host, VaultRef};
+use crate::reference::{check_host, check_vault_host, ReferenceError, VaultRef, VAULT_NAME_RULE};
 
 /// DNS suffixes of Azure Key Vault and Managed HSM in the public and sovereign clouds.
 pub const KEY_VAULT_SUFFIXES: [&str; 5] = [
@@ -28,8 +28,10 @@ pub struct VaultUrl {
 /// Why a vault setting is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VaultError {
-    #[error("'{0}' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL")]
+    #[error("'{0}' is not a vault: use a vault name such as my-vault ({VAULT_NAME_RULE}), a DNS name such as my-vault.vault.azure.cn, or an https:// URL")]
     BadSpec(String),
+    #[error("'{spec}' names vault '{name}', which Azure does not allow: {VAULT_NAME_RULE}")]
+    BadName { spec: String, name: String },
     #[error("'{0}' uses http: Key Vault is only reached over https")]
     NotHttps(String),
     #[error("'{0}' has a path, query or credentials: give only https://HOST[:PORT]")]
@@ -50,7 +52,7 @@ impl VaultUrl {
             if authority.contains(['/', '?', '#', '@']) {
                 return Err(VaultError::ExtraUrlParts(spec.to_string()));
             }
-            check_host(authority).map_err(|_| VaultError::BadSpec(spec.to_string()))?;
+            check_vault_host(authority).map_err(|e| spec_error(spec, e))?;
             return Ok(VaultUrl {
                 authority: authority.to_ascii_lowercase(),
             });
@@ -60,7 +62,7 @@ impl VaultUrl {
         }
         VaultRef::parse(spec)
             .map(|v| VaultUrl::from_ref(&v))
-            .map_err(|_| VaultError::BadSpec(spec.to_string()))
+            .map_err(|e| spec_error(spec, e))
     }
 
     /// The address of a vault named inside a reference.
@@ -90,6 +92,27 @@ impl fmt::Display for VaultUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "https://{}", self.authority)
     }
+}
+
+fn spec_error(spec: &str, error: ReferenceError) -> VaultError {
+    match error {
+        ReferenceError::BadVaultNameInHost { name, .. } => VaultError::BadName {
+            spec: spec.to_string(),
+            name,
+        },
+        _ => VaultError::BadSpec(spec.to_string()),
+    }
+}
+
+/// The part of `host` before a Key Vault or Managed HSM suffix (`kv1` of
+/// `kv1.vault.azure.net`, any case), when the host is under one.
+pub(crate) fn name_under_suffix(host: &str) -> Option<&str> {
+    KEY_VAULT_SUFFIXES.iter().find_map(|suffix| {
+        let cut = host.len().checked_sub(suffix.len() + 1)?;
+        let tail = host.get(cut..)?;
+        let under = tail.starts_with('.') && tail[1..].eq_ignore_ascii_case(suffix);
+        under.then(|| &host[..cut])
+    })
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -190,7 +213,16 @@ mod tests {
                 "https://my-vault.vault.azure.net/",
                 "https://my-vault.vault.azure.net",
             ),
-            ("HTTPS://KV.vault.azure.net", "https://kv.vault.azure.net"),
+            ("HTTPS://KV1.vault.azure.net", "https://kv1.vault.azure.net"),
+            (
+                "https://my-hsm.managedhsm.azure.net",
+                "https://my-hsm.managedhsm.azure.net",
+            ),
+            ("a1b", "https://a1b.vault.azure.net"),
+            (
+                "abcdefghijklmnopqrstuvwx",
+                "https://abcdefghijklmnopqrstuvwx.vault.azure.net",
+            ),
             ("https://localhost:8443", "https://localhost:8443"),
             (" kv1 ", "https://kv1.vault.azure.net"),
         ];
@@ -202,18 +234,76 @@ mod tests {
 
     #[test]
     fn rejects_bad_vault_settings() {
+        let spec = |s: &str| {
+            format!("'{s}' is not a vault: use a vault name such as my-vault ({VAULT_NAME_RULE}), a DNS name such as my-vault.vault.azure.cn, or an https:// URL")
+        };
+        let name = |s: &str, n: &str| {
+            format!("'{s}' names vault '{n}', which Azure does not allow: {VAULT_NAME_RULE}")
+        };
         let cases = [
-            ("", "'' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL"),
-            ("kv", "'kv' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL"),
-            ("my_vault", "'my_vault' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL"),
-            ("http://kv.vault.azure.net", "'http://kv.vault.azure.net' uses http: Key Vault is only reached over https"),
-            ("https://kv.vault.azure.net/secrets", "'https://kv.vault.azure.net/secrets' has a path, query or credentials: give only https://HOST[:PORT]"),
-            ("https://u:p@kv.vault.azure.net", "'https://u:p@kv.vault.azure.net' has a path, query or credentials: give only https://HOST[:PORT]"),
-            ("https://", "'https://' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL"),
+            ("", spec("")),
+            ("kv", spec("kv")),
+            ("my_vault", spec("my_vault")),
+            ("akak-", spec("akak-")),
+            ("1vault", spec("1vault")),
+            ("my--vault", spec("my--vault")),
+            ("abcdefghijklmnopqrstuvwxy", spec("abcdefghijklmnopqrstuvwxy")),
+            ("akak-.vault.azure.net", name("akak-.vault.azure.net", "akak-")),
+            ("https://akak-.vault.azure.net", name("https://akak-.vault.azure.net", "akak-")),
+            ("https://kv.vault.azure.net/", name("https://kv.vault.azure.net/", "kv")),
+            ("https://a--b.vault.azure.cn", name("https://a--b.vault.azure.cn", "a--b")),
+            ("https://hsm-.managedhsm.azure.net", name("https://hsm-.managedhsm.azure.net", "hsm-")),
+            ("https://9hsm.MANAGEDHSM.azure.net:443", name("https://9hsm.MANAGEDHSM.azure.net:443", "9hsm")),
+            ("a.b1c.vault.azure.net", name("a.b1c.vault.azure.net", "a.b1c")),
+            ("http://kv.vault.azure.net", "'http://kv.vault.azure.net' uses http: Key Vault is only reached over https".into()),
+            ("https://kv1.vault.azure.net/secrets", "'https://kv1.vault.azure.net/secrets' has a path, query or credentials: give only https://HOST[:PORT]".into()),
+            ("https://u:p@kv1.vault.azure.net", "'https://u:p@kv1.vault.azure.net' has a path, query or credentials: give only https://HOST[:PORT]".into()),
+            ("https://", spec("https://")),
+            ("https://-x.example.com", spec("https://-x.example.com")),
         ];
-        for (spec, want) in cases {
-            let err = VaultUrl::parse_spec(spec).expect_err(spec);
-            assert_eq!(err.to_string(), want, "{spec:?}");
+        for (input, want) in cases {
+            let err = VaultUrl::parse_spec(input).expect_err(input);
+            assert_eq!(err.to_string(), want, "{input:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every accepted vault spec round-trips through its URL (and through its DNS
+        /// form when it has one): no vault is accepted in one form and refused in another.
+        #[test]
+        fn accepted_specs_round_trip_through_their_url(
+            s in "(https://|HTTPS://)?[a-zA-Z0-9_-]{0,26}(\\.(vault\\.azure\\.net|managedhsm\\.azure\\.net|vault\\.azure\\.cn|Vault\\.Azure\\.Net|[a-z0-9-]{1,8})){0,2}(:[0-9]{1,5})?/?"
+        ) {
+            if let Ok(vault) = VaultUrl::parse_spec(&s) {
+                let url = vault.url();
+                proptest::prop_assert_eq!(VaultUrl::parse_spec(&url), Ok(vault.clone()), "{} -> {}", s, url);
+                let authority = &url["https://".len()..];
+                if authority.contains('.') {
+                    proptest::prop_assert_eq!(VaultUrl::parse_spec(authority), Ok(vault.clone()), "{} -> {}", s, authority);
+                }
+                if let Some(name) = name_under_suffix(vault.host()) {
+                    proptest::prop_assert!(crate::reference::is_vault_name(name), "{} accepted with name {}", s, name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_under_a_suffix() {
+        assert_eq!(name_under_suffix("kv1.vault.azure.net"), Some("kv1"));
+        assert_eq!(name_under_suffix("KV1.Vault.Azure.NET"), Some("KV1"));
+        assert_eq!(name_under_suffix("hsm.managedhsm.azure.net"), Some("hsm"));
+        assert_eq!(name_under_suffix("a.b.vault.azure.cn"), Some("a.b"));
+        assert_eq!(name_under_suffix(".vault.azure.net"), Some(""));
+        for other in [
+            "vault.azure.net",
+            "kv1.vault.azure.net.evil.com",
+            "evilvault.azure.net",
+            "kv1.privatelink.vaultcore.azure.net",
+            "localhost",
+            "",
+        ] {
+            assert_eq!(name_under_suffix(other), None, "{other}");
         }
     }
 
@@ -222,10 +312,10 @@ mod tests {
         let policy =
             HostPolicy::new(["localhost", ".example.com", "*.corp.internal"]).expect("valid");
         let allowed = [
-            "https://kv.vault.azure.net",
-            "https://kv.vault.azure.cn",
-            "https://kv.vault.usgovcloudapi.net",
-            "https://kv.vault.microsoftazure.de",
+            "https://kv1.vault.azure.net",
+            "https://kv1.vault.azure.cn",
+            "https://kv1.vault.usgovcloudapi.net",
+            "https://kv1.vault.microsoftazure.de",
             "https://hsm.managedhsm.azure.net",
             "https://localhost:8443",
             "https://kv.example.com",
@@ -237,7 +327,7 @@ mod tests {
         }
         let refused = [
             "https://vault.azure.net",
-            "https://kv.vault.azure.net.evil.com",
+            "https://kv1.vault.azure.net.evil.com",
             "https://evilvault.azure.net",
             "https://example.com",
             "https://localhost.evil.com",
