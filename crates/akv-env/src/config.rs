@@ -7,11 +7,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use akv_core::settings::{
-    self, DEFAULT_TIMEOUT, ENV_ALLOW_VAULT_HOSTS, ENV_CLIENT_ID, ENV_IGNORE_MISSING, ENV_TENANT_ID,
-    ENV_TIMEOUT, ENV_VAULT,
-};
-use akv_core::{HostPolicy, VaultUrl};
+use akv_core::settings::DEFAULT_TIMEOUT;
+use akv_core::{HostPolicy, PodSettings, VaultUrl};
 
 use crate::error::ConfigError;
 
@@ -75,57 +72,38 @@ impl EnvConfig {
     /// Reads and checks every setting. Identity variables are only checked by
     /// [`EnvConfig::identity`], since a container without references needs none.
     pub fn from_env(env: &[(OsString, OsString)]) -> Result<Self, ConfigError> {
-        let default_vault = text(env, ENV_VAULT)?
-            .map(|v| {
-                VaultUrl::parse_spec(&v).map_err(|source| ConfigError::Vault {
-                    var: ENV_VAULT,
-                    value: v.clone(),
-                    source,
-                })
-            })
-            .transpose()?;
-        let setting = |var: &'static str, value: &str, source| ConfigError::Setting {
-            var,
-            value: value.to_string(),
-            source,
-        };
-        let client_id = match text(env, ENV_CLIENT_ID)? {
-            Some(v) => Some(settings::parse_guid(&v).map_err(|e| setting(ENV_CLIENT_ID, &v, e))?),
+        // Every AKV_INJECTOR_* setting goes through the codec the webhook wrote it with;
+        // a value that is not UTF-8 is named first.
+        for var in PodSettings::VARS {
+            text(env, var)?;
+        }
+        let pod = PodSettings::from_env(|name: &str| {
+            env.iter()
+                .filter(|(k, _)| k == name)
+                .filter_map(|(_, v)| v.to_str())
+                .collect::<Vec<_>>()
+        })?;
+        let client_id = match pod.client_id {
+            Some(id) => Some(id),
             None => text(env, AZURE_CLIENT_ID)?,
         };
-        let tenant_id = match text(env, ENV_TENANT_ID)? {
-            Some(v) => Some(settings::parse_guid(&v).map_err(|e| setting(ENV_TENANT_ID, &v, e))?),
+        let tenant_id = match pod.tenant_id {
+            Some(id) => Some(id),
             None => text(env, AZURE_TENANT_ID)?,
-        };
-        let ignore_missing = match text(env, ENV_IGNORE_MISSING)? {
-            Some(v) => settings::parse_bool(&v).map_err(|e| setting(ENV_IGNORE_MISSING, &v, e))?,
-            None => false,
-        };
-        let timeout = match text(env, ENV_TIMEOUT)? {
-            Some(v) => settings::parse_timeout(&v).map_err(|e| setting(ENV_TIMEOUT, &v, e))?,
-            None => DEFAULT_TIMEOUT,
-        };
-        let hosts = match text(env, ENV_ALLOW_VAULT_HOSTS)? {
-            Some(v) => HostPolicy::from_list(&v).map_err(|source| ConfigError::Vault {
-                var: ENV_ALLOW_VAULT_HOSTS,
-                value: v.clone(),
-                source,
-            })?,
-            None => HostPolicy::default(),
         };
         let authority_host = match text(env, AZURE_AUTHORITY_HOST)? {
             Some(v) => check_authority(&v)?,
             None => DEFAULT_AUTHORITY_HOST.to_string(),
         };
         Ok(EnvConfig {
-            default_vault,
+            default_vault: pod.vault,
             client_id,
             tenant_id,
             token_file: lookup(env, AZURE_FEDERATED_TOKEN_FILE).map(PathBuf::from),
             authority_host,
-            ignore_missing,
-            timeout,
-            hosts,
+            ignore_missing: pod.ignore_missing.unwrap_or(false),
+            timeout: pod.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            hosts: pod.allow_vault_hosts,
         })
     }
 
@@ -259,6 +237,35 @@ mod tests {
                 .to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn a_domain_tenant_from_the_annotation_is_used() {
+        let cfg = EnvConfig::from_env(&env(&[
+            ("AZURE_TENANT_ID", C1),
+            ("AKV_INJECTOR_TENANT_ID", "contoso.onmicrosoft.com"),
+        ]))
+        .expect("the webhook admits domain tenants, so akv-env must read them");
+        assert_eq!(cfg.tenant_id.as_deref(), Some("contoso.onmicrosoft.com"));
+    }
+
+    #[test]
+    fn the_allowlist_comes_only_from_the_webhook() {
+        // envFrom cannot override the webhook's own `env` entry in Kubernetes; a second
+        // copy in the environment means something else tried to set it.
+        let err = EnvConfig::from_env(&env(&[
+            ("AKV_INJECTOR_ALLOW_VAULT_HOSTS", "evil.example"),
+            ("AKV_INJECTOR_ALLOW_VAULT_HOSTS", ""),
+        ]))
+        .expect_err("a repeated allowlist");
+        assert!(
+            err.to_string()
+                .starts_with("AKV_INJECTOR_ALLOW_VAULT_HOSTS is set more than once"),
+            "{err}"
+        );
+        let empty = EnvConfig::from_env(&env(&[("AKV_INJECTOR_ALLOW_VAULT_HOSTS", "")]))
+            .expect("the webhook writes an empty allowlist when the operator allowed none");
+        assert!(empty.hosts.is_default());
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! The application's environment and argv (pure), and the `execve` that starts it.
+//! Resolved values are secrets: no error built here holds one, only the variable's name
+//! or the argument's index.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -8,8 +10,61 @@ use std::process::Command;
 use akv_core::settings::ENV_PREFIX;
 use akv_core::VaultUrl;
 
+use crate::error::Site;
 use crate::plan::Plan;
 use crate::resolve::Values;
+use crate::Error;
+
+/// What the application is started with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct App {
+    pub argv: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    /// The command itself came from a reference: it is a secret, never shown.
+    pub command_is_secret: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("argv", &self.argv.len())
+            .field("env", &self.env.len())
+            .field("command_is_secret", &self.command_is_secret)
+            .finish()
+    }
+}
+
+impl App {
+    /// The application's argv and environment: references replaced by their values, and
+    /// akv-env's own `AKV_INJECTOR_*` variables removed. Order is kept.
+    pub fn build(
+        env: &[(OsString, OsString)],
+        argv: &[OsString],
+        plan: &Plan,
+        values: &Values,
+        default_vault: Option<&VaultUrl>,
+    ) -> Result<App, Error> {
+        Ok(App {
+            argv: build_argv(argv, plan, values, default_vault)?,
+            env: build_env(env, plan, values, default_vault)?,
+            command_is_secret: plan.args.iter().any(|(i, _)| *i == 0),
+        })
+    }
+
+    /// Replaces this process with the application (same PID). Returns only on failure.
+    pub fn exec(&self) -> Error {
+        exec(&self.argv, &self.env, self.command_is_secret)
+    }
+}
+
+/// A rendered value, refused when it holds NUL (which neither an environment variable
+/// nor an argument can carry).
+fn checked(value: String, site: impl FnOnce() -> Site) -> Result<OsString, Error> {
+    if value.contains('\0') {
+        return Err(Error::NulInValue { site: site() });
+    }
+    Ok(OsString::from(value))
+}
 
 /// The environment the application gets: references replaced by their values, and
 /// akv-env's own `AKV_INJECTOR_*` variables removed. Order is kept.
@@ -18,13 +73,16 @@ pub fn build_env(
     plan: &Plan,
     values: &Values,
     default_vault: Option<&VaultUrl>,
-) -> Vec<(OsString, OsString)> {
+) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut out: Vec<(OsString, OsString)> = current.to_vec();
     for (i, template) in &plan.env {
-        out[*i].1 = OsString::from(template.render(|r| values.get(r, default_vault)));
+        let value = template.render(|r| values.get(r, default_vault));
+        let name = &out[*i].0;
+        let value = checked(value, || Site::Env(name.to_string_lossy().into_owned()))?;
+        out[*i].1 = value;
     }
     out.retain(|(k, _)| !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()));
-    out
+    Ok(out)
 }
 
 /// The application's argv with references replaced.
@@ -33,27 +91,29 @@ pub fn build_argv(
     plan: &Plan,
     values: &Values,
     default_vault: Option<&VaultUrl>,
-) -> Vec<OsString> {
+) -> Result<Vec<OsString>, Error> {
     let mut out = argv.to_vec();
     for (i, template) in &plan.args {
-        out[*i] = OsString::from(template.render(|r| values.get(r, default_vault)));
+        let value = template.render(|r| values.get(r, default_vault));
+        out[*i] = checked(value, || Site::Arg(*i))?;
     }
-    out
+    Ok(out)
 }
 
 /// Replaces this process with the application (same PID). A program without '/' is
-/// looked up on the application's `PATH`, as execvp does. Returns only on failure.
-pub fn exec(argv: &[OsString], env: &[(OsString, OsString)]) -> crate::Error {
+/// looked up on the application's `PATH`, as execvp does. Returns only on failure; the
+/// program is named in the error unless it is a secret.
+pub fn exec(argv: &[OsString], env: &[(OsString, OsString)], command_is_secret: bool) -> Error {
     let Some((program, args)) = argv.split_first() else {
-        return crate::Error::Usage("no command to run after '--'".into());
+        return Error::Usage("no command to run after '--'".into());
     };
     let source = Command::new(program)
         .args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .exec();
-    crate::Error::Exec {
-        program: program.to_string_lossy().into_owned(),
+    Error::Exec {
+        program: (!command_is_secret).then(|| program.to_string_lossy().into_owned()),
         searched_path: !program.as_bytes().contains(&b'/'),
         source,
     }
@@ -94,6 +154,7 @@ mod tests {
         );
 
         let got: Vec<(String, String)> = build_env(&env, &plan, &values, Some(&vault))
+            .expect("no NUL")
             .into_iter()
             .map(|(k, v)| {
                 (
@@ -113,7 +174,7 @@ mod tests {
         .collect();
         assert_eq!(got, want);
         assert_eq!(
-            build_argv(&argv, &plan, &values, Some(&vault)),
+            build_argv(&argv, &plan, &values, Some(&vault)).expect("no NUL"),
             vec![
                 OsString::from("/app"),
                 "--token=p@ss w0rd$".into(),
@@ -124,7 +185,7 @@ mod tests {
 
     #[test]
     fn exec_failure_is_reported() {
-        let err = exec(&[OsString::from("/nonexistent/akv-env-test")], &[]);
+        let err = exec(&[OsString::from("/nonexistent/akv-env-test")], &[], false);
         assert!(
             err.to_string().starts_with(
                 "cannot execute \"/nonexistent/akv-env-test\": No such file or directory"
@@ -134,8 +195,17 @@ mod tests {
         let err = exec(
             &[OsString::from("akv-env-no-such-program")],
             &[(OsString::from("PATH"), OsString::from("/nonexistent"))],
+            false,
         );
         assert!(err.to_string().ends_with("(searched PATH)"), "{err}");
-        assert_eq!(exec(&[], &[]).to_string(), "no command to run after '--'");
+        assert_eq!(
+            exec(&[], &[], false).to_string(),
+            "no command to run after '--'"
+        );
+        let secret = exec(&[OsString::from("/nonexistent/MARKER-value")], &[], true);
+        assert_eq!(
+            secret.to_string(),
+            "cannot execute the command (it comes from a Key Vault reference, so it is not shown): No such file or directory (os error 2)"
+        );
     }
 }

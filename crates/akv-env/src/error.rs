@@ -6,7 +6,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use akv_core::settings::SettingError;
 use akv_core::{ObjectKind, Part, ReferenceError, VaultError};
 use thiserror::Error;
 
@@ -51,18 +50,9 @@ impl fmt::Display for Sites {
 /// Errors in akv-env's own settings (env vars), found before any network traffic.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{var}={value:?}: {source}")]
-    Setting {
-        var: &'static str,
-        value: String,
-        source: SettingError,
-    },
-    #[error("{var}={value:?}: {source}")]
-    Vault {
-        var: &'static str,
-        value: String,
-        source: VaultError,
-    },
+    /// An `AKV_INJECTOR_*` setting, named with its value (settings are not secrets).
+    #[error(transparent)]
+    PodSetting(#[from] akv_core::PodSettingsError),
     #[error("{var}={value:?}: {reason}")]
     Authority {
         var: &'static str,
@@ -120,6 +110,10 @@ pub enum Cause {
     },
     /// The answer was not what Key Vault sends, or the part cannot be taken from it.
     Content(String),
+    /// A 401 challenge asked for a token that is not the vault's Key Vault audience.
+    Challenge(String),
+    /// An answer longer than akv-env reads (1 MiB).
+    TooLarge(String),
 }
 
 impl fmt::Display for Cause {
@@ -170,7 +164,9 @@ impl fmt::Display for Cause {
                 }
                 Ok(())
             }
-            Cause::Content(message) => f.write_str(message),
+            Cause::Content(message) | Cause::Challenge(message) | Cause::TooLarge(message) => {
+                f.write_str(message)
+            }
         }
     }
 }
@@ -204,11 +200,7 @@ pub struct FetchError {
 impl FetchError {
     /// What to do about it.
     pub fn hint(&self) -> String {
-        let role = match self.kind {
-            ObjectKind::Secret => "Key Vault Secrets User",
-            ObjectKind::Certificate => "Key Vault Certificate User",
-            ObjectKind::Key => "Key Vault Crypto User",
-        };
+        let role = akv_core::roles::role_for_parts(&self.parts);
         let what = match self.kind {
             ObjectKind::Secret => "secrets",
             ObjectKind::Certificate => {
@@ -233,6 +225,14 @@ impl FetchError {
                 "the vault did not accept the identity's token: check that the vault belongs to the identity's tenant and that client id {} exists there",
                 self.client_id
             ),
+            // Key Vault's answer for a disabled object: 403 Forbidden, innererror
+            // SecretDisabled ("Operation get is not allowed on a disabled secret.";
+            // ../shared/vectors/keyvault/js-secrets-cant_get_a_disabled_secret-403.excerpt.json).
+            (Cause::Status { code: Some(code), .. }, Some(403)) if code.ends_with("Disabled") => format!(
+                "the {kind} is disabled in the vault (its 'enabled' attribute is false), so no role can read it: enable it (az keyvault {kind} set-attributes --vault-name VAULT --name {} --enabled true) or reference an enabled version",
+                self.name,
+                kind = kind_word(self.kind)
+            ),
             (_, Some(403)) => format!(
                 "grant the identity (client id {}) the '{role}' role on the vault, or an access policy with 'get' on {what}",
                 self.client_id
@@ -244,6 +244,8 @@ impl FetchError {
             (_, Some(429)) => "the vault kept throttling requests for the whole timeout: raise the pod annotation akv-injector.io/timeout, or start fewer pods at once".to_string(),
             (_, Some(s)) if s >= 500 => "the vault kept failing for the whole timeout: check the Azure status page, or raise the pod annotation akv-injector.io/timeout".to_string(),
             (Cause::Transport(_), _) | (Cause::Budget { .. }, _) => "check the vault name, the pod's DNS and network path to the vault (private endpoint, firewall, egress policy), or raise the pod annotation akv-injector.io/timeout".to_string(),
+            (Cause::Challenge(_), _) => "check the vault URL: akv-env sends the pod's identity only to Key Vault, and this server is not answering as Key Vault does (a proxy or private endpoint must pass on Key Vault's own challenge, resource=\"https://vault.azure.net\" or its cloud's)".to_string(),
+            (Cause::TooLarge(_), _) => "check the vault URL and what is stored in the object: Key Vault never sends answers this large".to_string(),
             (Cause::Content(_), _) => format!("check what is stored in the {}: the reference asks for a part it does not hold", kind_word(self.kind)),
             _ => "see the cause above".to_string(),
         }
@@ -293,16 +295,27 @@ pub enum Error {
     Identity(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot execute {program:?}: {source}{}", if *.searched_path { " (searched PATH)" } else { "" })]
+    #[error("cannot execute {}: {source}{}", program_label(.program), if *.searched_path { " (searched PATH)" } else { "" })]
     Exec {
-        program: String,
+        /// The program as written, or `None` when it came from a Key Vault reference (a
+        /// value is never shown).
+        program: Option<String>,
         searched_path: bool,
         source: std::io::Error,
     },
+    #[error("{site} would hold a NUL byte once its references are resolved, and environment variables and arguments cannot carry one (the value is not shown). Hint: store the value without NUL bytes, or base64-encode it in the vault")]
+    NulInValue { site: Site },
     #[error("{0}")]
     Usage(String),
     #[error("install: {0}")]
     Install(String),
+}
+
+fn program_label(program: &Option<String>) -> String {
+    match program {
+        Some(p) => format!("{p:?}"),
+        None => "the command (it comes from a Key Vault reference, so it is not shown)".to_string(),
+    }
 }
 
 fn join_fetch(errors: &[FetchError]) -> String {

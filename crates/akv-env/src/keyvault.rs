@@ -1,6 +1,12 @@
 //! Reading objects from Key Vault: the [`SecretSource`] seam, the retry policy (pure), and
-//! the Azure implementation (azure_identity `WorkloadIdentityCredential` and the
-//! azure_security_keyvault_* clients).
+//! the Azure implementation (workload identity through azure_identity's
+//! `ClientAssertionCredential`, and the azure_security_keyvault_* clients), with akv-env's own limits: one HTTP client with
+//! capped bodies ([`http`]), tokens only for Key Vault audiences ([`audience`]), and a
+//! bounded read of the federated token file ([`token_file`]).
+
+pub mod audience;
+pub mod http;
+pub mod token_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,8 +19,8 @@ use akv_core::{ObjectKind, Part, VaultUrl};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientOptions, RetryOptions};
-use azure_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialOptions};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_identity::{ClientAssertionCredential, ClientAssertionCredentialOptions};
 use azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions;
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::models::KeyClientGetKeyOptions;
@@ -26,6 +32,9 @@ use crate::config::Identity;
 use crate::error::{Cause, ConfigError};
 use crate::parts::PublicJwk;
 use crate::plan::{ObjectId, Plan};
+
+use self::audience::{ChallengeRefused, ScopeGuard};
+use self::http::{BodyTooLarge, CappedHttp, HttpSetup, MAX_BODY};
 
 /// What was read for one object. Its `Debug` shows no value.
 pub enum Fetched {
@@ -176,9 +185,50 @@ where
     }
 }
 
+/// The first error of type `T` in `err`'s source chain.
+fn find<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// akv-env's own refusals, found anywhere in an SDK error: never retried.
+fn refusal(err: &azure_core::Error) -> Option<Cause> {
+    if let Some(r) = find::<ChallengeRefused>(err) {
+        return Some(Cause::Challenge(r.to_string()));
+    }
+    if let Some(b) = find::<BodyTooLarge>(err) {
+        return Some(Cause::TooLarge(b.to_string()));
+    }
+    // The SDK's own check of the challenge (Key Vault hosts) runs before ours.
+    let (resource, host) = audience::sdk_refusal(&chain(err))?;
+    Some(Cause::Challenge(
+        ChallengeRefused {
+            allowed: audience::audiences_for(&host),
+            host,
+            asked: resource,
+        }
+        .to_string(),
+    ))
+}
+
 /// Classifies an SDK error.
 pub fn classify(err: &azure_core::Error) -> Failure {
     let retryable_status = |s: u16| matches!(s, 408 | 429 | 500 | 502 | 503 | 504);
+    if let Some(cause) = refusal(err) {
+        return Failure {
+            cause,
+            retryable: false,
+            retry_after: None,
+        };
+    }
     match err.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -354,8 +404,19 @@ impl AzureSource {
     /// Checks the token file, builds one credential (its token cache gives one token per
     /// audience) and one set of clients per vault. No network traffic yet.
     pub fn new(identity: &Identity, plan: &Plan, timeout: Duration) -> Result<Self, crate::Error> {
+        Self::with_http(identity, plan, timeout, &HttpSetup::default())
+    }
+
+    /// [`AzureSource::new`] with a non-default HTTP client set-up (tests: a real vault
+    /// name resolved to loopback). The akv-env binary never calls this.
+    pub fn with_http(
+        identity: &Identity,
+        plan: &Plan,
+        timeout: Duration,
+        http: &HttpSetup,
+    ) -> Result<Self, crate::Error> {
         let deadline = Instant::now() + timeout;
-        match std::fs::read(&identity.token_file) {
+        let token = match token_file::read(&identity.token_file, timeout) {
             Err(source) => {
                 return Err(ConfigError::TokenFile {
                     path: identity.token_file.clone(),
@@ -363,31 +424,38 @@ impl AzureSource {
                 }
                 .into())
             }
-            Ok(t) if t.iter().all(u8::is_ascii_whitespace) => {
+            Ok(t) if t.trim().is_empty() => {
                 return Err(ConfigError::EmptyTokenFile {
                     path: identity.token_file.clone(),
                 }
                 .into())
             }
-            Ok(_) => {}
-        }
+            Ok(t) => t,
+        };
+        // One HTTP client for the token exchange and every vault: one connection per host,
+        // every body capped.
+        let transport: Transport = CappedHttp::new(http, MAX_BODY)
+            .map_err(crate::Error::Identity)?
+            .transport();
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = identity.authority_host.clone();
         let client_options = |cloud: Option<Arc<CloudConfiguration>>| ClientOptions {
             retry: RetryOptions::none(),
+            transport: Some(transport.clone()),
             cloud,
             ..Default::default()
         };
-        let credential: Arc<dyn TokenCredential> =
-            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: azure_identity::ClientAssertionCredentialOptions {
-                    client_options: client_options(Some(Arc::new(cloud.into()))),
-                },
-                client_id: Some(identity.client_id.clone()),
-                tenant_id: Some(identity.tenant_id.clone()),
-                token_file_path: Some(identity.token_file.clone()),
-            }))
-            .map_err(|e| crate::Error::Identity(one_line(&chain(&e))))?;
+        // Workload identity as WorkloadIdentityCredential does it (a client assertion from
+        // the token file), with akv-env's bounded read of that file.
+        let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+            identity.tenant_id.clone(),
+            identity.client_id.clone(),
+            token_file::TokenFile::new(identity.token_file.clone(), &token, timeout),
+            Some(ClientAssertionCredentialOptions {
+                client_options: client_options(Some(Arc::new(cloud.into()))),
+            }),
+        )
+        .map_err(|e| crate::Error::Identity(one_line(&chain(&e))))?;
 
         let mut vaults = BTreeMap::new();
         for id in plan.objects.keys() {
@@ -398,13 +466,18 @@ impl AzureSource {
             // Key Vault's challenge names the audience (https://vault.azure.net); the SDK
             // checks that the vault's host lies under it. Hosts the operator allowed on top
             // of the Key Vault suffixes (private DNS names, test vaults) cannot pass that
-            // check, and the operator vouched for them.
+            // check; for every host, the ScopeGuard lets only the Key Vault audience of the
+            // host's cloud (any Key Vault audience for an allowed host) reach Entra ID.
             let verify = Some(KEY_VAULT_SUFFIXES.iter().any(|s| {
                 id.vault
                     .host()
                     .strip_suffix(s)
                     .is_some_and(|h| h.ends_with('.'))
             }));
+            let credential: Arc<dyn TokenCredential> = Arc::new(ScopeGuard {
+                inner: credential.clone(),
+                host: id.vault.host().to_string(),
+            });
             let sdk = |e: azure_core::Error| crate::Error::Identity(one_line(&chain(&e)));
             let clients = VaultClients {
                 secrets: Gated::new(
@@ -682,6 +755,43 @@ mod tests {
             ("tls".to_string(), None)
         );
         assert!(backing_secret(Some("https://kv.vault.azure.net/keys/tls/1"), "tls").is_err());
+    }
+
+    #[test]
+    fn own_refusals_are_classified_and_never_retried() {
+        use azure_core::error::Error;
+        let too_large = Error::new(
+            ErrorKind::Other,
+            BodyTooLarge {
+                host: "kv.vault.azure.net".into(),
+                limit: MAX_BODY,
+            },
+        );
+        let refused = ChallengeRefused {
+            host: "127.0.0.1".into(),
+            asked: "https://management.azure.com/.default".into(),
+            allowed: audience::audiences_for("127.0.0.1"),
+        };
+        // as the credential wraps them
+        let wrapped = Error::with_error(
+            ErrorKind::Credential,
+            Error::new(ErrorKind::Other, refused.clone()),
+            "ClientAssertionCredential authentication failed",
+        );
+        let sdk = Error::with_message(
+            ErrorKind::Other,
+            "challenge resource 'https://graph.microsoft.com/.default' doesn't match the requested domain 'kv.vault.azure.net'. Set verify_challenge_resource in client options to disable this validation if necessary.",
+        );
+        let cases = [
+            (too_large, Cause::TooLarge("the answer from kv.vault.azure.net is larger than 1024 KiB, which no Key Vault or Entra ID answer is (a secret is at most 25 KiB); akv-env stopped reading it".into())),
+            (wrapped, Cause::Challenge(refused.to_string())),
+            (sdk, Cause::Challenge("the server at kv.vault.azure.net challenged for a token for 'https://graph.microsoft.com', which is not the Key Vault audience of that host (https://vault.azure.net); akv-env asks Entra ID only for Key Vault tokens, so no token was requested".into())),
+        ];
+        for (err, want) in cases {
+            let got = classify(&err);
+            assert_eq!(got.cause, want);
+            assert!(!got.retryable);
+        }
     }
 
     #[test]

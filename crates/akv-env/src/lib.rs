@@ -77,13 +77,13 @@ impl Cli {
 /// `akv-env -- CMD...`: resolve, then exec. Returns only on failure.
 pub fn run(argv: Vec<OsString>) -> Error {
     match prepare(argv) {
-        Ok((argv, env)) => envexec::exec(&argv, &env),
+        Ok(app) => app.exec(),
         Err(e) => e,
     }
 }
 
 /// Everything up to the exec: the application's argv and environment.
-pub fn prepare(argv: Vec<OsString>) -> Result<(Vec<OsString>, config::Env), Error> {
+pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     let env: config::Env = std::env::vars_os().collect();
     let cfg = config::EnvConfig::from_env(&env)?;
     let default_vault = cfg.default_vault.as_ref();
@@ -108,9 +108,7 @@ pub fn prepare(argv: Vec<OsString>) -> Result<(Vec<OsString>, config::Env), Erro
     for warning in &resolved.warnings {
         eprintln!("akv-env: warning: {warning}");
     }
-    let app_env = envexec::build_env(&env, &plan, &resolved.values, default_vault);
-    let app_argv = envexec::build_argv(&argv, &plan, &resolved.values, default_vault);
-    Ok((app_argv, app_env))
+    envexec::App::build(&env, &argv, &plan, &resolved.values, default_vault)
 }
 
 #[cfg(test)]

@@ -1,11 +1,17 @@
 //! Taking a part out of a Key Vault object (pure):
 //! - `#cert`: the certificate's `cer` (DER) as PEM;
 //! - `#key`, `#chain`: from the certificate's backing secret, stored as PEM
-//!   (`application/x-pem-file`) or base64 PKCS#12 (`application/x-pkcs12`, no password);
+//!   (`application/x-pem-file`) or base64 PKCS#12 (`application/x-pkcs12`, no password;
+//!   read by `parts/pkcs12.rs`), the chain put in order leaf first by issuer and subject;
 //! - `#pubkey`: a key's public JWK (RSA or EC) as a PEM SubjectPublicKeyInfo.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+
+mod chain;
+mod pkcs12;
+
+use chain::{cert_info, key_public, leaf_index, order_chain, CertInfo};
 
 pub const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 pub const PKCS12_CONTENT_TYPE: &str = "application/x-pkcs12";
@@ -127,7 +133,8 @@ impl std::fmt::Debug for CertSecret {
 
 impl CertSecret {
     /// Parses the secret by its content type (PEM when text with BEGIN lines and no type).
-    /// `leaf` (the certificate's `cer`) is moved to the front of the chain.
+    /// The chain is put in order, leaf first (see [`leaf_index`] and [`order_chain`]);
+    /// `leaf` is the certificate's `cer`, the leaf when it is among the certificates.
     pub fn parse(
         content_type: Option<&str>,
         value: &str,
@@ -140,20 +147,23 @@ impl CertSecret {
                 .trim()
                 .to_ascii_lowercase()
         });
-        let mut parsed = match ct.as_deref() {
+        let parsed = match ct.as_deref() {
             Some(PEM_CONTENT_TYPE) => parse_pem(value)?,
             Some(PKCS12_CONTENT_TYPE) => parse_pkcs12(value)?,
             None | Some("") if value.contains("-----BEGIN ") => parse_pem(value)?,
             None | Some("") => parse_pkcs12(value)?,
             Some(other) => return Err(PartError::ContentType(other.to_string())),
         };
-        if let Some(leaf) = leaf {
-            if let Some(i) = parsed.chain.iter().position(|c| c == leaf) {
-                let c = parsed.chain.remove(i);
-                parsed.chain.insert(0, c);
-            }
-        }
-        Ok(parsed)
+        let infos: Vec<Option<CertInfo>> = parsed.certs.iter().map(|c| cert_info(c)).collect();
+        let key_public = parsed
+            .key
+            .as_ref()
+            .and_then(|(label, der)| key_public(label, der));
+        let start = leaf_index(&parsed.certs, &infos, leaf, parsed.linked, key_public);
+        Ok(CertSecret {
+            key_pem: parsed.key.map(|(label, der)| pem(&label, &der)),
+            chain: order_chain(parsed.certs, &infos, start),
+        })
     }
 
     /// `#key`.
@@ -170,16 +180,27 @@ impl CertSecret {
     }
 }
 
-fn parse_pem(value: &str) -> Result<CertSecret, PartError> {
-    let mut out = CertSecret {
-        key_pem: None,
-        chain: Vec::new(),
+/// A secret's content before the chain is ordered.
+struct Contents {
+    /// (PEM label, DER) of the first private key.
+    key: Option<(String, Vec<u8>)>,
+    /// Certificates (DER) in the order stored.
+    certs: Vec<Vec<u8>>,
+    /// The certificate that the archive links to the key (PKCS#12 `localKeyId`).
+    linked: Option<usize>,
+}
+
+fn parse_pem(value: &str) -> Result<Contents, PartError> {
+    let mut out = Contents {
+        key: None,
+        certs: Vec::new(),
+        linked: None,
     };
     for (label, der) in pem_blocks(value)? {
         match label.as_str() {
-            "CERTIFICATE" => out.chain.push(der),
-            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" if out.key_pem.is_none() => {
-                out.key_pem = Some(pem(&label, &der));
+            "CERTIFICATE" => out.certs.push(der),
+            "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" if out.key.is_none() => {
+                out.key = Some((label, der));
             }
             "ENCRYPTED PRIVATE KEY" => return Err(PartError::EncryptedKey),
             _ => {}
@@ -188,30 +209,26 @@ fn parse_pem(value: &str) -> Result<CertSecret, PartError> {
     Ok(out)
 }
 
-fn parse_pkcs12(value: &str) -> Result<CertSecret, PartError> {
+fn parse_pkcs12(value: &str) -> Result<Contents, PartError> {
     let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let der = STANDARD
         .decode(compact.as_bytes())
         .map_err(|_| PartError::Pkcs12("the value is not base64".into()))?;
-    let store =
-        p12_keystore::KeyStore::from_pkcs12(&der, "", p12_keystore::Pkcs12ImportPolicy::Strict)
-            .map_err(|e| PartError::Pkcs12(e.to_string()))?;
-    if let Some((_, chain)) = store.private_key_chain() {
-        return Ok(CertSecret {
-            key_pem: Some(pem("PRIVATE KEY", chain.key().as_der())),
-            chain: chain.certs().iter().map(|c| c.as_der().to_vec()).collect(),
+    let archive = pkcs12::read(&der).map_err(|e| PartError::Pkcs12(e.to_string()))?;
+    let key = archive.keys.into_iter().next();
+    let linked = key
+        .as_ref()
+        .and_then(|k| k.local_key_id.as_ref())
+        .and_then(|id| {
+            archive
+                .certs
+                .iter()
+                .position(|c| c.local_key_id.as_ref() == Some(id))
         });
-    }
-    let chain = store
-        .entries()
-        .filter_map(|(_, e)| match e {
-            p12_keystore::KeyStoreEntry::Certificate(c) => Some(c.as_der().to_vec()),
-            _ => None,
-        })
-        .collect();
-    Ok(CertSecret {
-        key_pem: None,
-        chain,
+    Ok(Contents {
+        key: key.map(|k| ("PRIVATE KEY".to_string(), k.der)),
+        certs: archive.certs.into_iter().map(|c| c.der).collect(),
+        linked,
     })
 }
 
@@ -441,6 +458,155 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
         assert!(CertSecret::parse(None, &text, None).is_ok());
     }
 
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!("../tests/data/pkcs12/", $name)).as_slice()
+        };
+    }
+
+    fn b64(der: &[u8]) -> String {
+        STANDARD.encode(der)
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)] // a table
+    fn pkcs12_key_and_chain_leaf_first_for_every_form() {
+        let (leaf, int, root) = (
+            fixture!("leaf.der"),
+            fixture!("intermediate.der"),
+            fixture!("root.der"),
+        );
+        let rsa_key = fixture!("leaf.key.der");
+        let three = [leaf, int, root];
+        // (what, archive, the certificate's `cer` if given, key PKCS#8, chain leaf first)
+        let cases: [(&str, &[u8], Option<&[u8]>, &[u8], &[&[u8]]); 9] = [
+            (
+                "Key Vault's own archive",
+                fixture!("keyvault.p12"),
+                None,
+                fixture!("keyvault.key.der"),
+                &[fixture!("keyvault-cer.der")],
+            ),
+            (
+                "Key Vault's own archive with its cer",
+                fixture!("keyvault.p12"),
+                Some(fixture!("keyvault-cer.der")),
+                fixture!("keyvault.key.der"),
+                &[fixture!("keyvault-cer.der")],
+            ),
+            (
+                "openssl -legacy (RC2-40, 3DES)",
+                fixture!("legacy.p12"),
+                None,
+                rsa_key,
+                &three,
+            ),
+            (
+                "openssl -legacy -descert",
+                fixture!("legacy-3des.p12"),
+                None,
+                rsa_key,
+                &three,
+            ),
+            (
+                "openssl default (AES-256, PBES2)",
+                fixture!("aes.p12"),
+                None,
+                rsa_key,
+                &three,
+            ),
+            (
+                "openssl -nomac",
+                fixture!("nomac.p12"),
+                None,
+                rsa_key,
+                &three,
+            ),
+            (
+                "intermediate, root, leaf, then the key",
+                fixture!("scrambled.p12"),
+                None,
+                rsa_key,
+                &three,
+            ),
+            (
+                "the same, cer given",
+                fixture!("scrambled.p12"),
+                Some(leaf),
+                rsa_key,
+                &three,
+            ),
+            (
+                "root, EC leaf, then the EC key",
+                fixture!("ec-key-last.p12"),
+                None,
+                fixture!("ec-leaf.key.der"),
+                &[fixture!("ec-leaf.der"), root],
+            ),
+        ];
+        for (what, data, cer, key, chain) in cases {
+            let parsed = CertSecret::parse(Some(PKCS12_CONTENT_TYPE), &b64(data), cer)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(parsed.key().expect(what), pem("PRIVATE KEY", key), "{what}");
+            let want: Vec<Vec<u8>> = chain.iter().map(|c| c.to_vec()).collect();
+            assert_eq!(parsed.chain, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn pem_chain_is_ordered_by_issuer_in_every_bag_order() {
+        let (leaf, int, root) = (
+            fixture!("leaf.der"),
+            fixture!("intermediate.der"),
+            fixture!("root.der"),
+        );
+        let key = fixture!("leaf.key.der");
+        let orders: [[&[u8]; 3]; 6] = [
+            [leaf, int, root],
+            [leaf, root, int],
+            [int, leaf, root],
+            [int, root, leaf],
+            [root, leaf, int],
+            [root, int, leaf],
+        ];
+        let want = vec![leaf.to_vec(), int.to_vec(), root.to_vec()];
+        for order in orders {
+            let certs: String = order.iter().map(|c| pem("CERTIFICATE", c)).collect();
+            for (key_first, with_key) in [(true, true), (false, true), (false, false)] {
+                let k = if with_key {
+                    pem("PRIVATE KEY", key)
+                } else {
+                    String::new()
+                };
+                let text = if key_first {
+                    format!("{k}{certs}")
+                } else {
+                    format!("{certs}{k}")
+                };
+                let parsed = CertSecret::parse(Some(PEM_CONTENT_TYPE), &text, None).expect("pem");
+                // Without the key, the leaf is the one that issued no other.
+                assert_eq!(
+                    parsed.chain,
+                    want,
+                    "order {:?} key first {key_first} key {with_key}",
+                    order.map(|c| c.len())
+                );
+            }
+        }
+        // An unrelated certificate stays, after the chain.
+        let ec = fixture!("ec-leaf.der");
+        let text: String = [ec, root, leaf, int]
+            .iter()
+            .map(|c| pem("CERTIFICATE", c))
+            .collect::<String>()
+            + &pem("PRIVATE KEY", key);
+        let parsed = CertSecret::parse(Some(PEM_CONTENT_TYPE), &text, None).expect("pem");
+        assert_eq!(
+            parsed.chain,
+            vec![leaf.to_vec(), int.to_vec(), root.to_vec(), ec.to_vec()]
+        );
+    }
+
     #[test]
     fn cert_secret_errors() {
         let cases = [
@@ -448,6 +614,7 @@ oLdURXm9AeTeNv3CtV2aBMOqI/nnTd3oKp/w/rVp2bahxTwtDbBLsdozHw==
             (Some("application/x-pem-file"), "-----BEGIN CERTIFICATE-----\nAAAA\n".to_string(), "the certificate's secret is not valid PEM: a BEGIN line has no matching END line"),
             (Some("application/x-pem-file"), pem("ENCRYPTED PRIVATE KEY", &[1, 2]), "the certificate's secret holds an encrypted private key; Key Vault certificates have unencrypted ones"),
             (Some("application/x-pkcs12"), "not base64!".to_string(), "the certificate's secret is not a PKCS#12 archive without password: the value is not base64"),
+            (Some("application/x-pkcs12"), b64(fixture!("password.p12")), "the certificate's secret is not a PKCS#12 archive without password: its MAC does not verify with an empty password (tried the zero-length and the empty-BMPString forms): the archive has a password or is damaged"),
         ];
         for (ct, value, want) in cases {
             assert_eq!(

@@ -9,14 +9,54 @@ use akv_core::{HostPolicy, ObjectKind, Part, Reference, Template, VaultUrl};
 
 use crate::error::{PlanError, Site, Sites};
 
-/// One Key Vault object. Key Vault names and versions are case-insensitive, so both are
-/// kept in lower case: `akv:DB` and `akv:db` read the same object once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One Key Vault object. Key Vault names and versions are case-insensitive, so two
+/// objects are the same when they differ only in case (`akv:DB` and `akv:db` read it
+/// once); the name is kept as first written, so that requests and messages show it as
+/// the user wrote it, as the service itself does.
+#[derive(Debug, Clone)]
 pub struct ObjectId {
     pub vault: VaultUrl,
     pub kind: ObjectKind,
     pub name: String,
     pub version: Option<String>,
+}
+
+impl ObjectId {
+    /// What identity is decided by: everything, names and versions without case.
+    fn key(&self) -> (&VaultUrl, ObjectKind, String, Option<String>) {
+        (
+            &self.vault,
+            self.kind,
+            self.name.to_ascii_lowercase(),
+            self.version.as_deref().map(str::to_ascii_lowercase),
+        )
+    }
+}
+
+impl PartialEq for ObjectId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ObjectId {}
+
+impl std::hash::Hash for ObjectId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for ObjectId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ObjectId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 /// How an object is used.
@@ -128,8 +168,8 @@ pub fn object_of(r: &Reference, default_vault: Option<&VaultUrl>) -> Option<Obje
     Some(ObjectId {
         vault,
         kind: r.part().object_kind(),
-        name: r.name().to_ascii_lowercase(),
-        version: r.version().map(str::to_ascii_lowercase),
+        name: r.name().to_string(),
+        version: r.version().map(str::to_string),
     })
 }
 
@@ -196,7 +236,8 @@ mod tests {
                 )
             })
             .collect();
-        let v = V.to_ascii_lowercase();
+        // Names and versions as written (the first spelling of each object).
+        let v = V;
         assert_eq!(
             got,
             vec![
@@ -212,7 +253,7 @@ mod tests {
                     "https://kv1.vault.azure.net".into(),
                     ObjectKind::Secret,
                     "db-password",
-                    Some(v.as_str()),
+                    Some(v),
                     vec![Part::Value],
                     vec!["env var C".into()]
                 ),

@@ -20,6 +20,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_akv-env");
 pub struct Testbed {
     pub paths: BTreeMap<String, String>,
     pub ports: HarnessPorts,
+    /// The tenant every harness vault belongs to.
+    pub tenant: String,
     // Held open: the harness exits when the test process ends and this closes.
     _stdin: Mutex<ChildStdin>,
     _child: Mutex<Child>,
@@ -47,8 +49,13 @@ pub fn testbed() -> &'static Testbed {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read the harness ports");
+        let ready: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         Testbed {
             ports: HarnessPorts::from_ready_line(&line),
+            tenant: ready["tenant"]
+                .as_str()
+                .expect("the harness names its tenant")
+                .to_string(),
             paths,
             _stdin: Mutex::new(child.stdin.take().expect("stdin")),
             _child: Mutex::new(child),
@@ -136,14 +143,22 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// A pod whose identity lives in the vaults' tenant.
     pub fn new(tb: &Testbed) -> Pod {
+        Pod::with_identity(tb, &tb.tenant, json!({}))
+    }
+
+    /// A pod whose identity lives in `tenant`; `extra` adds harness identity options
+    /// (`issuer`, `hugeTokenBody`).
+    pub fn with_identity(tb: &Testbed, tenant: &str, extra: Value) -> Pod {
         let client_id = guid();
-        let tenant_id = guid();
+        let tenant_id = tenant.to_string();
         let subject = format!("system:serviceaccount:ns-{}:app", random_hex(6));
-        tb.control(
-            "/identity",
-            json!({"client_id": client_id, "tenant": tenant_id, "subject": subject}),
-        );
+        let mut identity = json!({"client_id": client_id, "tenant": tenant_id, "subject": subject});
+        if let (Some(o), Some(e)) = (identity.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        tb.control("/identity", identity);
         let dir = std::env::temp_dir().join(format!("akv-env-test-{}", random_hex(12)));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let token_file = dir.join("azure-identity-token");

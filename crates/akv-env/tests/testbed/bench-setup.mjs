@@ -33,7 +33,8 @@ export async function startSeededHarness(secrets = 50) {
   });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'akv-bench-'));
   const clientId = randomUUID();
-  const tenant = randomUUID();
+  // The harness's vaults belong to one tenant; a token from another is refused.
+  const tenant = ports.tenant ?? randomUUID();
   const subject = 'system:serviceaccount:bench:app';
   await control('/identity', { client_id: clientId, tenant, subject });
   const tokenFile = path.join(dir, 'token');
