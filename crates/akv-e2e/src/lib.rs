@@ -517,7 +517,10 @@ impl Webhook {
             cmd.arg("--allow-vault-host").arg(h);
         }
         if let Some(ca) = &self.config.registry_ca_file {
-            cmd.arg("--registry-ca-file").arg(ca);
+            // The test registry lives on loopback, which lookups refuse unless allowed.
+            cmd.arg("--registry-ca-file")
+                .arg(ca)
+                .args(["--registry-allow-host", "127.0.0.1"]);
         }
         if let Some(kubeconfig) = &self.config.kubeconfig {
             cmd.env("KUBECONFIG", kubeconfig);

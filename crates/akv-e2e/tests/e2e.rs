@@ -249,6 +249,10 @@ fn e2e() {
             step_registry_wrong_credentials,
         ),
         (
+            "5e. pull secret names that escape: refused; the webhook reads only in the pod's namespace (audit log)",
+            step_registry_names_cannot_escape,
+        ),
+        (
             "6. webhook down: opted-in namespaces fail (failurePolicy Fail), others work; back up: works",
             step_webhook_down,
         ),
@@ -1279,6 +1283,102 @@ fn step_registry_wrong_credentials(ctx: &mut Ctx) {
         .k
         .run(&["-n", NS_REG, "get", "pod", "private-app"], None);
     assert!(!got.ok, "the pod was stored");
+}
+
+/// The webhook's Secret and ServiceAccount reads in the API server's audit log (scripts/kube-up
+/// enables it) from byte `from` on: `(verb, resource, namespace, name)`.
+fn webhook_reads(ctx: &Ctx, from: usize) -> Vec<(String, String, String, String)> {
+    let path = ctx.bed.var("KUBE_AUDIT_LOG");
+    let log = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the audit log {path}: {e}"));
+    let user = format!("system:serviceaccount:{WEBHOOK_NS}:{WEBHOOK_SA}");
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["user"]["username"] == user.as_str())
+        .map(|e| {
+            let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let o = &e["objectRef"];
+            (
+                field(&e["verb"]),
+                field(&o["resource"]),
+                field(&o["namespace"]),
+                field(&o["name"]),
+            )
+        })
+        .collect()
+}
+
+fn audit_log_len(ctx: &Ctx) -> usize {
+    std::fs::metadata(ctx.bed.var("KUBE_AUDIT_LOG"))
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+}
+
+fn step_registry_names_cannot_escape(ctx: &mut Ctx) {
+    registry_namespace(ctx);
+    // The registry's real credentials, in kube-system only.
+    let out = ctx.k.run(
+        &[
+            "-n",
+            "kube-system",
+            "create",
+            "secret",
+            "docker-registry",
+            "admin-pull",
+            &format!("--docker-server={}", ctx.registry.host),
+            &format!("--docker-username={}", registry_bed::USER),
+            &format!("--docker-password={}", registry_bed::PASSWORD),
+        ],
+        None,
+    );
+    assert!(
+        out.ok || out.stderr.contains("AlreadyExists"),
+        "{}",
+        out.stderr
+    );
+    let from = audit_log_len(ctx);
+    let containers: &[(&str, Option<&[&str]>)] = &[("app", None)];
+    let cases = [
+        (
+            "../../../kube-system/secrets/admin-pull",
+            "spec.imagePullSecrets[0].name '../../../kube-system/secrets/admin-pull' is not a valid Kubernetes object name".to_string(),
+        ),
+        (
+            "admin-pull",
+            format!("pull secret {NS_REG}/admin-pull does not exist"),
+        ),
+    ];
+    for (name, want) in cases {
+        let mut template = registry_template(ctx, IMG_WRONG_CREDENTIALS.0, containers);
+        template["spec"]["imagePullSecrets"] = json!([{ "name": name }]);
+        let out = ctx.k.apply(&in_ns(&pod("escape", &template), NS_REG), &[]);
+        assert!(!out.ok, "admitted with pull secret {name}");
+        let err = out.stderr.trim();
+        eprintln!("e2e:      pull secret {name}: {err}");
+        assert!(
+            err.contains(DENIED) && err.contains(&want),
+            "kubectl said:\n{err}\nexpected: {want}"
+        );
+    }
+    let reads = webhook_reads(ctx, from);
+    eprintln!("e2e:      the webhook's reads (audit log): {reads:?}");
+    assert!(
+        reads.iter().any(|(verb, res, ns, name)| verb == "get"
+            && res == "secrets"
+            && ns == NS_REG
+            && name == "admin-pull"),
+        "the audit log shows no read of {NS_REG}/admin-pull: {reads:?}"
+    );
+    for (verb, res, ns, name) in &reads {
+        assert_eq!(ns, NS_REG, "the webhook read {res} {ns}/{name} ({verb})");
+    }
+    let everything = webhook_reads(ctx, 0);
+    assert!(
+        everything.iter().all(|(_, _, ns, _)| ns != "kube-system"),
+        "the webhook read in kube-system: {everything:?}"
+    );
 }
 
 // ---- 6 ------------------------------------------------------------------------------------

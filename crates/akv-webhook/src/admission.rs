@@ -11,6 +11,7 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
+use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -87,6 +88,10 @@ pub enum BadRequest {
 /// well inside the webhook's 5 s `timeoutSeconds`.
 pub const DEFAULT_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
 
+/// How many distinct images of one review are looked up at once (the registry source
+/// bounds lookups across all reviews too).
+pub const LOOKUPS_PER_REVIEW: usize = 8;
+
 /// Answers admission reviews. Cheap to share behind an `Arc`.
 pub struct Admission {
     settings: InjectSettings,
@@ -114,18 +119,19 @@ impl Admission {
 
     /// Answers one review. `Err` only for a body that is not an AdmissionReview for a Pod.
     pub async fn review(&self, body: &[u8]) -> Result<Reviewed, BadRequest> {
-        let request = decode(body)?;
+        let Decoded { request, object } = decode(body)?;
         let mut subject = Subject {
             uid: request.uid.clone(),
             namespace: request.namespace.clone().unwrap_or_default(),
             pod: request.name.clone(),
         };
-        let (response, outcome, patch_bytes) = match pod_of(&request) {
+        let (response, outcome, patch_bytes) = match pod_of(object.as_ref()) {
             Ok(pod) => {
                 if subject.pod.is_empty() {
-                    subject.pod = pod_name(&pod);
+                    subject.pod = pod_name(&pod.pod);
                 }
-                self.admit(&request, &pod).await
+                // The body bounds the object's size from above (its JSON is part of it).
+                self.admit(&request, &pod, body.len()).await
             }
             Err(reason) => {
                 let mut response = AdmissionResponse::from(&request).deny(reason);
@@ -145,13 +151,15 @@ impl Admission {
     async fn admit(
         &self,
         request: &AdmissionRequest<DynamicObject>,
-        pod: &Pod,
+        sent: &SentPod,
+        object_bytes: usize,
     ) -> (AdmissionResponse, Outcome, usize) {
+        let pod = &sent.pod;
         let allow = || AdmissionResponse::from(request);
         if !needs_injection(request, pod) {
             return (allow(), Outcome::Skipped, 0);
         }
-        let plan = match inject::plan(pod, &self.settings.allow_vault_hosts) {
+        let plan = match inject::plan(pod, &self.settings.allow_vault_hosts, object_bytes) {
             Ok(Some(plan)) => plan,
             Ok(None) => return (allow(), Outcome::Skipped, 0),
             Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
@@ -162,19 +170,24 @@ impl Admission {
         let images = self
             .look_up_images(&plan, pod, request.namespace.as_deref())
             .await;
-        let mutation = match inject::mutate(pod, &plan, &self.settings, &images) {
+        let mut mutation = match inject::mutate(pod, &plan, &self.settings, &images) {
             Ok(mutation) => mutation,
             Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
         };
-        let patch_bytes = serde_json::to_vec(&mutation.patch)
-            .map(|v| v.len())
-            .unwrap_or(0);
+        if !sent.has_metadata {
+            // The typed Pod reads a missing `metadata` as empty; the patch must apply to
+            // the object as it was sent, so it creates `metadata` first.
+            mutation.patch.0.insert(0, inject::add_metadata());
+        }
         match allow().with_patch(mutation.patch) {
-            Ok(response) => (
-                with_warnings(response, &mutation.warnings),
-                Outcome::Patched,
-                patch_bytes,
-            ),
+            Ok(response) => {
+                let patch_bytes = response.patch.as_ref().map_or(0, Vec::len);
+                (
+                    with_warnings(response, &mutation.warnings),
+                    Outcome::Patched,
+                    patch_bytes,
+                )
+            }
             Err(e) => (
                 AdmissionResponse::from(request).deny(format!("cannot encode the patch: {e}")),
                 Outcome::Invalid,
@@ -183,47 +196,74 @@ impl Admission {
         }
     }
 
-    /// Looks up every distinct image concurrently, all within one deadline.
+    /// Looks up every distinct image, at most [`LOOKUPS_PER_REVIEW`] at once, all within
+    /// one deadline for the whole review; an image not read by then is a timeout. The
+    /// lookups run inside this future (nothing is spawned): when it returns, none of them
+    /// is left running. Credentials are read in the review's namespace only.
     async fn look_up_images(
         &self,
         plan: &Plan,
         pod: &Pod,
         namespace: Option<&str>,
     ) -> BTreeMap<String, Result<ImageConfig, String>> {
+        use futures::StreamExt;
         let images = plan.images_to_look_up();
         if images.is_empty() {
             return BTreeMap::new();
         }
-        // The pod in a CREATE review often has no namespace yet: the request has it, and
-        // the lookup needs it to find the pod's pull secrets.
-        let owned;
-        let pod = match (&pod.metadata.namespace, namespace) {
-            (None, Some(ns)) => {
-                let mut with_namespace = pod.clone();
-                with_namespace.metadata.namespace = Some(ns.to_string());
-                owned = with_namespace;
-                &owned
-            }
-            _ => pod,
+        let Some(namespace) = namespace.filter(|ns| !ns.is_empty()) else {
+            let reason = "the review names no namespace, so the pod's pull secrets cannot be found";
+            return images
+                .into_iter()
+                .map(|image| (image.to_string(), Err(reason.to_string())))
+                .collect();
         };
-        let deadline = tokio::time::Instant::now() + self.lookup_deadline;
         let limit = self.lookup_deadline;
-        let lookups = images.into_iter().map(|image| async move {
-            let result =
-                match tokio::time::timeout_at(deadline, self.images.image_config(image, pod)).await
-                {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!(
-                        "the registry did not answer within {} (the webhook's --registry-timeout)",
-                        akv_core::settings::format_duration(limit)
-                    )),
-                };
-            (image.to_string(), result)
-        });
-        futures::future::join_all(lookups)
-            .await
-            .into_iter()
-            .collect()
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut results = BTreeMap::new();
+        let mut pending = images
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let collect = async {
+            loop {
+                while running.len() < LOOKUPS_PER_REVIEW {
+                    match pending.next() {
+                        Some(image) => running.push(self.look_up_one(image, pod, namespace)),
+                        None => break,
+                    }
+                }
+                match running.next().await {
+                    Some((image, result)) => {
+                        results.insert(image, result);
+                    }
+                    None => break,
+                }
+            }
+        };
+        // Past the deadline the unfinished lookups are dropped, which cancels them.
+        let _ = tokio::time::timeout_at(deadline, collect).await;
+        for image in images {
+            results.entry(image.to_string()).or_insert_with(|| {
+                Err(format!(
+                    "timeout: the registry did not answer within {} (the webhook's --registry-timeout)",
+                    akv_core::settings::format_duration(limit)
+                ))
+            });
+        }
+        results
+    }
+
+    async fn look_up_one(
+        &self,
+        image: String,
+        pod: &Pod,
+        namespace: &str,
+    ) -> (String, Result<ImageConfig, String>) {
+        let result = self.images.image_config(&image, pod, namespace).await;
+        (image, result.map_err(|e| e.to_string()))
     }
 }
 
@@ -285,6 +325,7 @@ fn needs_injection(request: &AdmissionRequest<DynamicObject>, pod: &Pod) -> bool
     matches!(request.operation, Operation::Create) && !opted_out && !injected
 }
 
+/// Adds the plan's warnings (already bounded by [`inject::Warnings`]).
 fn with_warnings(mut response: AdmissionResponse, warnings: &[String]) -> AdmissionResponse {
     if !warnings.is_empty() {
         response.warnings = Some(warnings.to_vec());
@@ -292,12 +333,27 @@ fn with_warnings(mut response: AdmissionResponse, warnings: &[String]) -> Admiss
     response
 }
 
+/// A review's request, and its object as it was sent (taken out of the request: the pod
+/// is read from it directly, and a patch must apply to exactly that JSON).
+struct Decoded {
+    request: AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+}
+
+/// The Pod of a review, typed, and what the typed view cannot tell about the JSON sent.
+struct SentPod {
+    pod: Pod,
+    /// Whether the object has a `metadata` object (a typed Pod defaults a missing one).
+    has_metadata: bool,
+}
+
 /// Reads the body as an AdmissionReview v1 whose request is about a core/v1 Pod.
-fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
+fn decode(body: &[u8]) -> Result<Decoded, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadRequest::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(redacted(&e)))?;
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| BadRequest::Json(redacted(&e)))?;
     let field = |name: &str| {
         value
             .get(name)
@@ -312,6 +368,11 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
     if value.get("request").is_none_or(Value::is_null) {
         return Err(BadRequest::NoRequest);
     }
+    let object = value
+        .get_mut("request")
+        .and_then(|r| r.get_mut("object"))
+        .map(Value::take)
+        .filter(|o| !o.is_null());
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(value).map_err(|e| BadRequest::Malformed(redacted(&e)))?;
     let request: AdmissionRequest<DynamicObject> =
@@ -331,19 +392,62 @@ fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadRequest> {
         }
         return Err(BadRequest::NotAPod(what));
     }
-    Ok(request)
+    Ok(Decoded { request, object })
 }
 
-/// The Pod in a review, typed. An object that is missing or not a Pod is answered with
-/// an admission error rather than allowed.
-fn pod_of(request: &AdmissionRequest<DynamicObject>) -> Result<Pod, String> {
-    let object = request.object.as_ref().ok_or_else(|| {
+/// The Pod in a review, typed. An object that is missing, is not a `v1` `Pod` by its own
+/// `apiVersion` and `kind`, or does not read as a Pod is answered with an admission
+/// error rather than allowed.
+fn pod_of(object: Option<&Value>) -> Result<SentPod, String> {
+    let object = object.ok_or_else(|| {
         "the review carries no object: akv-injector only handles pod CREATE".to_string()
     })?;
-    let value = serde_json::to_value(object)
-        .map_err(|e| format!("the pod cannot be read: {}", redacted(&e)))?;
-    serde_json::from_value(value)
-        .map_err(|e| format!("the object is not a valid Pod: {}", redacted(&e)))
+    let Some(fields) = object.as_object() else {
+        return Err(format!(
+            "the object is not a v1 Pod: it is a JSON {}, not an object",
+            json_type(object)
+        ));
+    };
+    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if (api_version, kind) != (Some("v1"), Some("Pod")) {
+        return Err(format!(
+            "the object is not a v1 Pod: {} and {}; akv-injector only handles Pods, check the MutatingWebhookConfiguration's rules",
+            described("apiVersion", api_version),
+            described("kind", kind)
+        ));
+    }
+    let pod = Pod::deserialize(object)
+        .map_err(|e| format!("the object is not a valid Pod: {}", redacted(&e)))?;
+    Ok(SentPod {
+        pod,
+        has_metadata: fields.get("metadata").is_some_and(Value::is_object),
+    })
+}
+
+/// `its kind is 'Deployment'` or `it has no kind`, the value shortened: it is the pod
+/// author's text.
+fn described(field: &str, value: Option<&str>) -> String {
+    const SHOWN: usize = 64;
+    match value {
+        Some(v) if v.chars().count() > SHOWN => {
+            let head: String = v.chars().take(SHOWN).collect();
+            format!("its {field} is '{}…'", head.escape_debug())
+        }
+        Some(v) => format!("its {field} is '{}'", v.escape_debug()),
+        None => format!("it has no {field}"),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +486,7 @@ mod tests {
 
     fn run(body: &[u8]) -> Result<Reviewed, BadRequest> {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .expect("runtime");
         rt.block_on(admission().review(body))
@@ -424,21 +529,77 @@ mod tests {
         }
     }
 
+    /// The answer's `response` of a review that is answered.
+    fn answer(reviewed: &Reviewed) -> Value {
+        let answer: Value = serde_json::from_slice(&reviewed.body).expect("json");
+        answer["response"].clone()
+    }
+
     #[test]
     fn an_object_that_is_not_a_pod_is_an_admission_error() {
-        for object in [Value::Null, json!({"spec": {"containers": "web"}})] {
-            let body = serde_json::to_vec(&review(pod_kind(), object)).expect("json");
+        let not_v1_pod = |what: &str| {
+            format!("the object is not a v1 Pod: {what}; akv-injector only handles Pods, check the MutatingWebhookConfiguration's rules")
+        };
+        let cases = [
+            (
+                Value::Null,
+                "the review carries no object: akv-injector only handles pod CREATE".to_string(),
+            ),
+            (
+                json!([1]),
+                "the object is not a v1 Pod: it is a JSON array, not an object".to_string(),
+            ),
+            (
+                json!("pod"),
+                "the object is not a v1 Pod: it is a JSON string, not an object".to_string(),
+            ),
+            (
+                json!({"spec": {"containers": []}}),
+                not_v1_pod("it has no apiVersion and it has no kind"),
+            ),
+            (
+                json!({"apiVersion": "v0", "kind$(VAR)": "Pod"}),
+                not_v1_pod("its apiVersion is 'v0' and it has no kind"),
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
+                not_v1_pod("its apiVersion is 'apps/v1' and its kind is 'Deployment'"),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "pod"}),
+                not_v1_pod("its apiVersion is 'v1' and its kind is 'pod'"),
+            ),
+            (
+                json!({"apiVersion": 1, "kind": "Pod"}),
+                not_v1_pod("it has no apiVersion and its kind is 'Pod'"),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "x".repeat(100)}),
+                not_v1_pod(&format!(
+                    "its apiVersion is 'v1' and its kind is '{}…'",
+                    "x".repeat(64)
+                )),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": "web"}}),
+                "the object is not a valid Pod: invalid type: string \"…\", expected a sequence"
+                    .to_string(),
+            ),
+        ];
+        for (object, want) in cases {
+            let body = serde_json::to_vec(&review(pod_kind(), object.clone())).expect("json");
             let reviewed = run(&body).expect("a review");
-            assert_eq!(reviewed.outcome, Outcome::Invalid);
-            let answer: Value = serde_json::from_slice(&reviewed.body).expect("json");
-            assert_eq!(answer["response"]["allowed"], false);
-            assert_eq!(answer["response"]["uid"], "u-1");
+            assert_eq!(reviewed.outcome, Outcome::Invalid, "{object}");
+            let response = answer(&reviewed);
+            assert_eq!(response["allowed"], false);
+            assert_eq!(response["uid"], "u-1");
+            assert_eq!(response["status"]["message"], want.as_str(), "{object}");
         }
     }
 
     #[test]
     fn errors_do_not_echo_values() {
-        let pod = json!({"spec": {"containers": [{"name": "c", "env": "hunter2"}]}});
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "env": "hunter2"}]}});
         let body = serde_json::to_vec(&review(pod_kind(), pod)).expect("json");
         let reviewed = run(&body).expect("a review");
         let text = String::from_utf8_lossy(&reviewed.body);
@@ -462,11 +623,181 @@ mod tests {
         fn arbitrary_env_values_never_panic(values in proptest::collection::vec("(akv:|\\$\\{akv:|[a-z$}{/#:])[ -~]{0,40}", 1..6)) {
             let env: Vec<Value> = values.iter().enumerate().map(|(i, v)| json!({"name": format!("V{i}"), "value": v})).collect();
             let pod = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
                 "metadata": {"name": "p", "annotations": {"akv-injector.io/vault": "kv-1"}},
                 "spec": {"containers": [{"name": "c", "image": "i", "command": ["/a"], "env": env}]}
             });
             let reviewed = run(&serde_json::to_vec(&review(pod_kind(), pod)).expect("json"));
             prop_assert!(reviewed.is_ok());
         }
+
+        /// Every object that is not a `v1` `Pod` by its own apiVersion and kind is
+        /// answered as invalid, whatever `request.kind` says, naming what it is.
+        #[test]
+        fn objects_that_are_not_v1_pods_are_invalid(
+            api_version in proptest::option::of(prop_oneof![Just("v1".to_string()), Just("v0".to_string()), Just("apps/v1".to_string()), "[ -~]{0,12}"]),
+            kind in proptest::option::of(prop_oneof![Just("Pod".to_string()), Just("Deployment".to_string()), Just("pod".to_string()), "[ -~]{0,12}"]),
+            kind_key in prop_oneof![Just("kind"), Just("kind$(VAR)"), Just("Kind")],
+            pod in arb_pod(),
+        ) {
+            let mut object = pod;
+            let fields = object.as_object_mut().expect("an object");
+            fields.remove("apiVersion");
+            fields.remove("kind");
+            if let Some(v) = &api_version {
+                fields.insert("apiVersion".into(), json!(v));
+            }
+            if let Some(k) = &kind {
+                fields.insert(kind_key.into(), json!(k));
+            }
+            let is_v1_pod = api_version.as_deref() == Some("v1") && kind.as_deref() == Some("Pod") && kind_key == "kind";
+            prop_assume!(!is_v1_pod);
+            let reviewed = run(&serde_json::to_vec(&review(pod_kind(), object)).expect("json")).expect("a review");
+            prop_assert_eq!(reviewed.outcome, Outcome::Invalid);
+            let response = answer(&reviewed);
+            prop_assert_eq!(&response["allowed"], &json!(false));
+            let message = response["status"]["message"].as_str().unwrap_or_default().to_string();
+            prop_assert!(message.starts_with("the object is not a v1 Pod: "), "{}", message);
+        }
+
+        /// Every patch returned applies, with an RFC 6902 implementation, to the object
+        /// that was sent, and gives a Pod marked as injected.
+        #[test]
+        fn every_patch_applies_to_the_object_sent(pod in arb_pod()) {
+            let mut body = review(pod_kind(), pod.clone());
+            body["request"]["namespace"] = json!("team");
+            let reviewed = run(&serde_json::to_vec(&body).expect("json")).expect("a review");
+            let response = answer(&reviewed);
+            let Some(patch) = response["patch"].as_str() else {
+                prop_assert_ne!(reviewed.outcome, Outcome::Patched);
+                return Ok(());
+            };
+            prop_assert_eq!(reviewed.outcome, Outcome::Patched);
+            let bytes = BASE64.decode(patch).expect("base64");
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("a JSONPatch");
+            let mut patched = pod.clone();
+            if let Err(e) = json_patch::patch(&mut patched, &patch) {
+                return Err(TestCaseError::fail(format!("{e}\nobject: {pod}\npatch: {}", String::from_utf8_lossy(&bytes))));
+            }
+            let typed: Pod = serde_json::from_value(patched).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let status = typed.metadata.annotations.as_ref().and_then(|a| a.get(STATUS_ANNOTATION));
+            prop_assert_eq!(status.map(String::as_str), Some(STATUS_INJECTED));
+        }
+    }
+
+    /// Pod-ish objects: with or without `metadata` (or `null`), annotations, labels,
+    /// init containers, volumes, and containers with or without command, env and mounts.
+    fn arb_pod() -> impl Strategy<Value = Value> {
+        let maybe = |v: Value| prop_oneof![Just(None), Just(Some(Value::Null)), Just(Some(v))];
+        let env_value = prop_oneof![
+            Just("akv:db"),
+            Just("akv://kv-1/tls#cert"),
+            Just("plain"),
+            Just("x${akv:db}y"),
+            Just("akv:bad_name"),
+        ];
+        let env = proptest::collection::vec(env_value, 0..3).prop_map(|values| {
+            let list: Vec<Value> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json!({"name": format!("E{i}"), "value": v}))
+                .collect();
+            Value::Array(list)
+        });
+        let container = (
+            proptest::option::of(env),
+            any::<bool>(),
+            maybe(json!(["--flag"])),
+            maybe(json!([{"name": "data", "mountPath": "/data"}])),
+        )
+            .prop_map(|(env, command, args, mounts)| {
+                let mut c = json!({"name": "c", "image": "registry.example/app:1"});
+                if command {
+                    c["command"] = json!(["/app"]);
+                }
+                if let Some(env) = env {
+                    c["env"] = env;
+                }
+                if let Some(args) = args {
+                    c["args"] = args;
+                }
+                if let Some(mounts) = mounts {
+                    c["volumeMounts"] = mounts;
+                }
+                c
+            });
+        let annotations = prop_oneof![
+            Just(json!({})),
+            Just(json!({"akv-injector.io/vault": "kv-1"})),
+            Just(json!({"akv-injector.io/vault": "kv-1", "akv-injector.io/env.DB": "db"})),
+            Just(json!({"akv-injector.io/vault": "kv-1", "akv-injector.io/containers": "c1"})),
+            Just(json!({"akv-injector.io/status": "injected"})),
+            Just(json!({"akv-injector.io/vualt": "kv-1"})),
+        ];
+        let metadata = (
+            maybe(Value::Null),
+            maybe(json!({"azure.workload.identity/use": "true"})),
+            any::<bool>(),
+        )
+            .prop_flat_map(move |(_, labels, present)| {
+                (
+                    Just(labels),
+                    Just(present),
+                    proptest::option::of(proptest::option::of(annotations.clone())),
+                )
+            })
+            .prop_map(|(labels, present, annotations)| {
+                if !present {
+                    return None;
+                }
+                let mut m = json!({"generateName": "web-"});
+                if let Some(labels) = labels {
+                    m["labels"] = labels;
+                }
+                match annotations {
+                    None => {}
+                    Some(None) => m["annotations"] = Value::Null,
+                    Some(Some(a)) => m["annotations"] = a,
+                }
+                Some(m)
+            });
+        (
+            prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                metadata.prop_map(|m| m.map(Some)).prop_map(Option::flatten)
+            ],
+            proptest::collection::vec(container.clone(), 0..3),
+            maybe(Value::Null).prop_flat_map(move |_| {
+                proptest::option::of(proptest::collection::vec(container.clone(), 0..2))
+            }),
+            maybe(json!([{"name": "data", "emptyDir": {}}])),
+        )
+            .prop_map(|(metadata, containers, init, volumes)| {
+                let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": {}});
+                if let Some(metadata) = metadata {
+                    pod["metadata"] = metadata;
+                }
+                let named = |list: Vec<Value>, prefix: &str| -> Value {
+                    Value::Array(
+                        list.into_iter()
+                            .enumerate()
+                            .map(|(i, mut c)| {
+                                c["name"] = json!(format!("{prefix}{i}"));
+                                c
+                            })
+                            .collect(),
+                    )
+                };
+                pod["spec"]["containers"] = named(containers, "c");
+                if let Some(init) = init {
+                    pod["spec"]["initContainers"] = named(init, "i");
+                }
+                if let Some(volumes) = volumes {
+                    pod["spec"]["volumes"] = volumes;
+                }
+                pod
+            })
     }
 }

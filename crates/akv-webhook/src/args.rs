@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::registry::Platform;
+use ipnet::IpNet;
+
+use crate::registry::{HostPattern, Platform};
 
 /// The default `--env-image`: the image of this very release.
 pub const DEFAULT_ENV_IMAGE: &str = concat!("akv-injector:", env!("CARGO_PKG_VERSION"));
@@ -55,6 +57,41 @@ pub struct Args {
     #[arg(long, env = "AKV_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    // ---- connection limits (server::connections)
+    /// Most client connections open at once on the HTTPS listener. When it is reached, the
+    /// connection idle the longest is closed to make room, so idle clients cannot lock out
+    /// the API server. Lowered at start to fit the open-file limit.
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_connections: usize,
+
+    /// A connection with no request in flight for this long is closed (HTTP/2 with a
+    /// GOAWAY), e.g. 30s, 2m.
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub idle_timeout: Duration,
+
+    /// Most concurrent HTTP/2 streams (requests) per connection; more are refused with
+    /// REFUSED_STREAM, and clients open another connection.
+    #[arg(
+        long,
+        env = "AKV_WEBHOOK_MAX_STREAMS_PER_CONNECTION",
+        value_name = "N",
+        default_value_t = crate::server::DEFAULT_MAX_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams_per_connection: u32,
+    // ---- end of connection limits
     /// A vault host that akv-env may talk to besides the Key Vault DNS suffixes:
     /// kv.example.com, or .example.com for every host under it. Repeatable; the
     /// environment variable takes a comma-separated list.
@@ -115,6 +152,55 @@ pub struct Args {
         value_parser = parse_duration
     )]
     pub registry_tag_ttl: Duration,
+
+    /// A registry host that lookups may contact even though it is, or resolves to, an
+    /// address they refuse (loopback, link-local, unspecified, --registry-deny-cidr): a
+    /// private registry that lives there. A DNS name, `.corp.example` for every host under
+    /// it, or an IP address; any port. Also allowed as a redirect or token-realm target.
+    /// Repeatable; the environment variable takes a comma-separated list.
+    #[arg(
+        long = "registry-allow-host",
+        env = "AKV_WEBHOOK_REGISTRY_ALLOW_HOST",
+        value_name = "HOST",
+        value_delimiter = ',',
+        value_parser = parse_host_pattern
+    )]
+    pub registry_allow_host: Vec<HostPattern>,
+
+    /// A network that registry lookups never contact, e.g. the cluster's service and pod
+    /// CIDRs (10.96.0.0/12), besides loopback, link-local and unspecified addresses,
+    /// which are always refused. Repeatable; the environment variable takes a
+    /// comma-separated list.
+    #[arg(
+        long = "registry-deny-cidr",
+        env = "AKV_WEBHOOK_REGISTRY_DENY_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub registry_deny_cidr: Vec<IpNet>,
+
+    /// A host that registries may redirect to (blob storage) or name as their token
+    /// service (realm), besides their own host and the built-in ones of public registries
+    /// (Docker Hub, GHCR, ACR, MCR, ECR, GCR/Artifact Registry, Quay). A DNS name or
+    /// `.example.com` for every host under it. Repeatable; the environment variable takes a
+    /// comma-separated list.
+    #[arg(
+        long = "registry-redirect-host",
+        env = "AKV_WEBHOOK_REGISTRY_REDIRECT_HOST",
+        value_name = "HOST",
+        value_delimiter = ',',
+        value_parser = parse_host_pattern
+    )]
+    pub registry_redirect_host: Vec<HostPattern>,
+}
+
+fn parse_host_pattern(value: &str) -> Result<HostPattern, String> {
+    HostPattern::parse(value)
+}
+
+fn parse_cidr(value: &str) -> Result<IpNet, String> {
+    crate::registry::hosts::parse_cidr(value)
 }
 
 fn parse_platform(value: &str) -> Result<Platform, String> {
@@ -172,6 +258,53 @@ mod tests {
         assert_eq!(args.default_platform.to_string(), "linux/amd64");
         assert_eq!(args.registry_timeout, Duration::from_secs(3));
         assert_eq!(args.registry_tag_ttl, Duration::from_secs(60));
+        assert!(args.registry_allow_host.is_empty());
+        assert!(args.registry_deny_cidr.is_empty());
+        assert!(args.registry_redirect_host.is_empty());
+    }
+
+    #[test]
+    fn registry_host_flags() {
+        let args = Args::try_parse_from([
+            "akv-webhook",
+            "--registry-allow-host=127.0.0.1",
+            "--registry-allow-host",
+            "registry.corp,.internal.example",
+            "--registry-deny-cidr=10.96.0.0/12",
+            "--registry-deny-cidr",
+            "10.244.0.0/16,fd00::/8",
+            "--registry-redirect-host=blobs.corp",
+        ])
+        .expect("parses");
+        assert_eq!(
+            args.registry_allow_host,
+            [
+                HostPattern::Ip("127.0.0.1".parse().expect("ip")),
+                HostPattern::Exact("registry.corp".into()),
+                HostPattern::Suffix(".internal.example".into()),
+            ]
+        );
+        let cidrs: Vec<String> = args
+            .registry_deny_cidr
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(cidrs, ["10.96.0.0/12", "10.244.0.0/16", "fd00::/8"]);
+        assert_eq!(
+            args.registry_redirect_host,
+            [HostPattern::Exact("blobs.corp".into())]
+        );
+        for bad in [
+            "--registry-deny-cidr=10.96.0.0/40",
+            "--registry-deny-cidr=cluster",
+            "--registry-allow-host=https://registry.corp",
+            "--registry-allow-host=registry.corp:5000",
+            "--registry-redirect-host=a/b",
+        ] {
+            let err = Args::try_parse_from(["akv-webhook", bad]).expect_err(bad);
+            let flag = bad.split('=').next().unwrap_or_default();
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -222,6 +355,54 @@ mod tests {
             args.allow_vault_host,
             ["kv.example.com", ".corp.internal", "other.example"]
         );
+    }
+
+    #[test]
+    fn connection_limit_flags() {
+        let defaults = Args::try_parse_from(["akv-webhook"]).expect("parses");
+        let tuning = crate::server::Tuning::default();
+        assert_eq!(defaults.max_connections, tuning.max_connections);
+        assert_eq!(defaults.idle_timeout, tuning.idle_timeout);
+        assert_eq!(
+            defaults.max_streams_per_connection,
+            tuning.max_streams_per_connection
+        );
+        assert_eq!(
+            (
+                defaults.max_connections,
+                defaults.idle_timeout,
+                defaults.max_streams_per_connection
+            ),
+            (1024, Duration::from_secs(30), 100)
+        );
+        let args = Args::try_parse_from([
+            "akv-webhook",
+            "--max-connections=16",
+            "--idle-timeout=1500ms",
+            "--max-streams-per-connection=8",
+        ])
+        .expect("parses");
+        assert_eq!(
+            (
+                args.max_connections,
+                args.idle_timeout,
+                args.max_streams_per_connection
+            ),
+            (16, Duration::from_millis(1500), 8)
+        );
+        for bad in [
+            "--max-connections=0",
+            "--max-connections=-1",
+            "--max-connections=many",
+            "--idle-timeout=0s",
+            "--idle-timeout=30",
+            "--max-streams-per-connection=0",
+            "--max-streams-per-connection=4294967296",
+        ] {
+            let err = Args::try_parse_from(["akv-webhook", bad]).expect_err(bad);
+            let flag = bad.split('=').next().unwrap_or_default();
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -9,16 +9,24 @@
 //! - [`platform`]: which entry of a multi-arch index the pod runs;
 //! - [`credentials`]: pull secrets of the pod and its service account;
 //! - [`acr`]: Azure Container Registry with the webhook's workload identity;
-//! - [`oci`]: the registry client, caches, single flight and metrics.
+//! - [`hosts`]: which hosts and addresses are contacted, redirected to, and resolved;
+//! - [`http`]: the bounded OCI distribution requests on one shared client;
+//! - [`flight`]: single flight that is cancelled with its last waiter;
+//! - [`oci`]: the lookup itself, caches and metrics.
 
 pub mod acr;
+mod bounded;
 pub mod credentials;
+pub mod flight;
+pub mod hosts;
+pub mod http;
 pub mod oci;
 pub mod platform;
 pub mod reference;
 
 pub use acr::{AcrTokenSource, WorkloadIdentity, WorkloadIdentityAcr};
-pub use credentials::{KubePullSecrets, NoPullSecrets, PullSecretSource};
+pub use credentials::{KubePullSecrets, NoPullSecrets, PullSecretRefs, PullSecretSource};
+pub use hosts::{HostPattern, HostRules};
 pub use oci::{RegistryOptions, RegistrySetupError, RegistrySource};
 pub use platform::Platform;
 
@@ -40,7 +48,15 @@ pub enum LookupError {
 /// Reads the ENTRYPOINT and CMD of an image, with the pod's credentials where it has any.
 #[async_trait]
 pub trait ImageConfigSource: Send + Sync {
-    async fn image_config(&self, image: &str, pod: &Pod) -> Result<ImageConfig, LookupError>;
+    /// `namespace` is the admission request's namespace: every Kubernetes read for the
+    /// pod's credentials happens there, never in the object's own `metadata.namespace`.
+    /// Dropping the future cancels the lookup.
+    async fn image_config(
+        &self,
+        image: &str,
+        pod: &Pod,
+        namespace: &str,
+    ) -> Result<ImageConfig, LookupError>;
 }
 
 /// A source that never looks anything up.
@@ -49,7 +65,12 @@ pub struct NoLookup;
 
 #[async_trait]
 impl ImageConfigSource for NoLookup {
-    async fn image_config(&self, _image: &str, _pod: &Pod) -> Result<ImageConfig, LookupError> {
+    async fn image_config(
+        &self,
+        _image: &str,
+        _pod: &Pod,
+        _namespace: &str,
+    ) -> Result<ImageConfig, LookupError> {
         Err(LookupError::Disabled)
     }
 }

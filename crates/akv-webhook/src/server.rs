@@ -36,10 +36,17 @@ use crate::admission::{Admission, BadRequest, InjectSettings};
 use crate::args::Args;
 use crate::metrics::{self, Metrics};
 use crate::registry::{
-    self, AcrTokenSource, KubePullSecrets, NoLookup, NoPullSecrets, Platform, PullSecretSource,
-    RegistryOptions, RegistrySetupError, RegistrySource, WorkloadIdentity, WorkloadIdentityAcr,
+    self, AcrTokenSource, HostRules, KubePullSecrets, NoLookup, NoPullSecrets, Platform,
+    PullSecretSource, RegistryOptions, RegistrySetupError, RegistrySource, WorkloadIdentity,
+    WorkloadIdentityAcr,
 };
 use crate::tls::{self, CertFiles, CertResolver, Reloader, TlsError, TlsSource};
+
+mod connections;
+use connections::{Closed, ConnectionMetrics, Lease, Table, TrackedBody};
+pub use connections::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS, METRICS_MAX_CONNECTIONS,
+};
 
 /// Largest accepted AdmissionReview. Kubernetes objects are at most ~1.5 MiB; the review
 /// carries the object (and, for updates, the old one) plus a little more.
@@ -273,7 +280,8 @@ pub struct Tuning {
     /// Longest time for a TLS handshake.
     pub handshake_timeout: Duration,
     /// Longest time for an HTTP/1.1 request's headers to arrive, counted from when the
-    /// connection starts waiting for them; also closes idle keep-alive connections.
+    /// connection starts waiting for them (hyper starts it at the end of the previous
+    /// response, so it also bounds how long an HTTP/1.1 connection stays idle).
     pub header_read_timeout: Duration,
     /// After this long a connection is closed gracefully (HTTP/2 included), so that no
     /// client holds one forever.
@@ -282,6 +290,13 @@ pub struct Tuning {
     pub grace_period: Duration,
     /// How often the certificate files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Most connections open at once on the HTTPS listener (the metrics listener takes at
+    /// most [`METRICS_MAX_CONNECTIONS`]); at the cap the one idle the longest is closed.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1 and 2).
+    pub idle_timeout: Duration,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of HTTP/2 connections; more streams are refused.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for Tuning {
@@ -293,6 +308,9 @@ impl Default for Tuning {
             max_connection_age: Duration::from_secs(600),
             grace_period: Duration::from_secs(20),
             tls_reload_interval: tls::DEFAULT_RELOAD_INTERVAL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -396,21 +414,36 @@ impl Server {
                 stop.clone(),
             ))
         });
-        let https_task = tokio::spawn(serve_listener(
+        let counted = ConnectionMetrics::register(&metrics);
+        let https_task = tokio::spawn(serve_limited(
             https,
             Some(TlsAcceptor::from(tls)),
             router(state),
             tuning,
             stop.clone(),
+            Table::new(
+                connections::HTTPS,
+                tuning.max_connections,
+                Some(counted.clone()),
+            ),
         ));
-        let metrics_task = tokio::spawn(serve_listener(
+        let metrics_cap = tuning.max_connections.min(METRICS_MAX_CONNECTIONS);
+        let metrics_task = tokio::spawn(serve_limited(
             metrics_listener,
             None,
             metrics_router(metrics),
             tuning,
             stop.clone(),
+            Table::new(connections::METRICS, metrics_cap, Some(counted)),
         ));
-        info!(https = %https_addr, metrics = %metrics_addr, "akv-webhook is serving");
+        info!(
+            https = %https_addr,
+            metrics = %metrics_addr,
+            max_connections = tuning.max_connections,
+            idle_timeout = ?tuning.idle_timeout,
+            max_streams_per_connection = tuning.max_streams_per_connection,
+            "akv-webhook is serving"
+        );
 
         shutdown.await;
         info!(
@@ -447,12 +480,18 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         env_image,
         metrics_listen,
         log_format: _, // used by telemetry::init, before this
+        max_connections,
+        idle_timeout,
+        max_streams_per_connection,
         allow_vault_host,
         registry_lookup,
         registry_ca_file,
         default_platform,
         registry_timeout,
         registry_tag_ttl,
+        registry_allow_host,
+        registry_deny_cidr,
+        registry_redirect_host,
     } = args;
     let shutdown = shutdown_signal()?;
     tls::install_default_provider();
@@ -486,6 +525,11 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         default_platform,
         timeout: registry_timeout,
         tag_ttl: registry_tag_ttl,
+        hosts: HostRules {
+            allow: registry_allow_host,
+            deny: registry_deny_cidr,
+            redirect: registry_redirect_host,
+        },
     };
     let admission = Arc::new(
         admission(
@@ -504,7 +548,12 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
         tls,
         admission,
         metrics,
-        tuning: Tuning::default(),
+        tuning: Tuning {
+            max_connections: connections::fit_fd_limit(max_connections),
+            idle_timeout,
+            max_streams_per_connection,
+            ..Tuning::default()
+        },
     })
     .await?;
     server.serve(shutdown).await
@@ -517,6 +566,7 @@ struct RegistryFlags {
     default_platform: Platform,
     timeout: Duration,
     tag_ttl: Duration,
+    hosts: HostRules,
 }
 
 /// The one place where the admission handler is put together.
@@ -531,6 +581,7 @@ async fn admission(
         default_platform,
         timeout,
         tag_ttl,
+        hosts,
     } = flags;
     if !lookup {
         info!("--registry-lookup=false: containers without `command` are denied");
@@ -549,10 +600,19 @@ async fn admission(
         }
         None => None,
     };
+    info!(
+        allow_hosts = ?hosts.allow,
+        deny_cidrs = ?hosts.deny.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        redirect_hosts = ?hosts.redirect,
+        "registry lookups refuse loopback, link-local and unspecified addresses and the denied networks, except for the allowed hosts"
+    );
     let options = RegistryOptions {
         default_platform,
         ca_pem,
         tag_ttl,
+        // One lookup never takes longer than the review that waits for it.
+        lookup_timeout: timeout,
+        hosts,
         ..RegistryOptions::default()
     };
     let secrets: Arc<dyn PullSecretSource> = match kube::Client::try_default().await {
@@ -610,10 +670,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive pings, so that dead peers are noticed.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// How long a connection asked to close may take to do so while it has no request in
+/// flight (an HTTP/2 peer has to answer the GOAWAY's ping) before it is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Serves `router` on `listener` (over TLS when `tls` is given, with HTTP/2 or HTTP/1.1
-/// by ALPN; plain HTTP/1.1 otherwise) until `shutdown` is cancelled. Then it stops
-/// accepting, asks every connection to close once its in-flight requests are answered,
-/// and waits for that up to `tuning.grace_period` before dropping the rest.
+/// by ALPN; plain HTTP/1.1 otherwise) until `shutdown` is cancelled, with at most
+/// `tuning.max_connections` connections open (see [`Table`]). Then it stops accepting,
+/// asks every connection to close once its in-flight requests are answered, and waits for
+/// that up to `tuning.grace_period` before dropping the rest.
 pub async fn serve_listener(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -621,9 +686,26 @@ pub async fn serve_listener(
     tuning: Tuning,
     shutdown: CancellationToken,
 ) {
+    let table = Table::new(connections::HTTPS, tuning.max_connections, None);
+    serve_limited(listener, tls, router, tuning, shutdown, table).await;
+}
+
+async fn serve_limited(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+    table: Arc<Table>,
+) {
     let connections = TaskTracker::new();
     let abort = CancellationToken::new();
     loop {
+        // At the cap with nothing idle to evict, new clients wait in the accept queue.
+        tokio::select! {
+            () = table.room() => {}
+            () = shutdown.cancelled() => break,
+        }
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -635,6 +717,16 @@ pub async fn serve_listener(
             },
             () = shutdown.cancelled() => break,
         };
+        // The table may have changed since `room`: wait for a slot (bounded, as for a
+        // handshake) rather than go over the cap.
+        let lease = tokio::select! {
+            lease = table.admit() => lease,
+            () = tokio::time::sleep(tuning.handshake_timeout) => {
+                debug!(%peer, "no room for the connection in time: closed");
+                continue;
+            }
+            () = shutdown.cancelled() => break,
+        };
         let connection = serve_connection(
             tcp,
             peer,
@@ -642,6 +734,7 @@ pub async fn serve_listener(
             router.clone(),
             tuning,
             shutdown.clone(),
+            lease,
         );
         let abort = abort.clone();
         connections.spawn(async move {
@@ -673,12 +766,13 @@ async fn serve_connection(
     router: Router,
     tuning: Tuning,
     shutdown: CancellationToken,
+    lease: Lease,
 ) {
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
     let Some(acceptor) = tls else {
-        return serve_http(tcp, false, peer, router, tuning, shutdown).await;
+        return serve_http(tcp, false, peer, router, tuning, shutdown, lease).await;
     };
     let handshake = tokio::time::timeout(tuning.handshake_timeout, acceptor.accept(tcp));
     let stream = tokio::select! {
@@ -699,10 +793,14 @@ async fn serve_connection(
                 return;
             }
         },
+        () = lease.slot().evicted() => {
+            debug!(%peer, "connection closed during its TLS handshake to make room");
+            return;
+        }
         () = shutdown.cancelled() => return,
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(stream, h2, peer, router, tuning, shutdown).await;
+    serve_http(stream, h2, peer, router, tuning, shutdown, lease).await;
 }
 
 async fn serve_http<I>(
@@ -712,41 +810,111 @@ async fn serve_http<I>(
     router: Router,
     tuning: Tuning,
     shutdown: CancellationToken,
+    lease: Lease,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(io);
-    let service = TowerToHyperService::new(router);
+    let lease = Arc::new(lease);
+    let service = Tracked {
+        inner: TowerToHyperService::new(router),
+        lease: Arc::clone(&lease),
+    };
     let result = if h2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .keep_alive_interval(H2_KEEP_ALIVE);
-        drive(builder.serve_connection(io, service), tuning, &shutdown).await
+            .keep_alive_interval(H2_KEEP_ALIVE)
+            .max_concurrent_streams(tuning.max_streams_per_connection);
+        drive(
+            builder.serve_connection(io, service),
+            tuning,
+            &shutdown,
+            &lease,
+        )
+        .await
     } else {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
+            // hyper runs this timer while waiting for the next request too, so an idle
+            // HTTP/1.1 connection closes after the shorter of this and the idle timeout.
             .header_read_timeout(tuning.header_read_timeout);
-        drive(builder.serve_connection(io, service), tuning, &shutdown).await
+        drive(
+            builder.serve_connection(io, service),
+            tuning,
+            &shutdown,
+            &lease,
+        )
+        .await
     };
-    if let Err(e) = result {
-        debug!(%peer, error = %e, "connection closed with an error");
+    match result {
+        // hyper's HTTP/1.1 header read timer, which also runs between requests: the
+        // connection had no request in flight.
+        Err(e) if e.is_timeout() => lease.count(Closed::Idle),
+        Err(e) => debug!(%peer, error = %e, "connection closed with an error"),
+        Ok(()) => {}
     }
 }
 
-/// Runs a connection until it ends, closing it gracefully on shutdown or when it is
-/// older than `tuning.max_connection_age`.
-async fn drive<C>(conn: C, tuning: Tuning, shutdown: &CancellationToken) -> Result<(), C::Error>
+/// The router, marking each request in flight on its connection until its response body
+/// has been sent.
+struct Tracked {
+    inner: TowerToHyperService<Router>,
+    lease: Arc<Lease>,
+}
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for Tracked {
+    type Response = Response<TrackedBody<axum::body::Body>>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let busy = self.lease.request();
+        let response = hyper::service::Service::call(&self.inner, request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| TrackedBody::new(body, busy)))
+        })
+    }
+}
+
+/// Runs a connection until it ends, closing it gracefully on shutdown, when it is older
+/// than `tuning.max_connection_age`, when it has had no request in flight for
+/// `tuning.idle_timeout`, or when its listener evicts it to make room.
+async fn drive<C>(
+    conn: C,
+    tuning: Tuning,
+    shutdown: &CancellationToken,
+    lease: &Lease,
+) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
     tokio::pin!(conn);
-    tokio::select! {
+    let (reason, linger) = tokio::select! {
         result = conn.as_mut() => return result,
-        () = shutdown.cancelled() => {}
-        () = tokio::time::sleep(tuning.max_connection_age) => {}
+        () = shutdown.cancelled() => (None, CLOSE_LINGER),
+        () = tokio::time::sleep(tuning.max_connection_age) => (Some(Closed::MaxAge), CLOSE_LINGER),
+        () = lease.idle_for(tuning.idle_timeout) => (Some(Closed::Idle), CLOSE_LINGER),
+        // Counted by the table when it chose this connection; a newcomer waits for it.
+        () = lease.slot().evicted() => (None, connections::EVICT_LINGER),
+    };
+    if let Some(reason) = reason {
+        lease.count(reason);
     }
     conn.as_mut().graceful_shutdown();
-    conn.await
+    // In-flight requests are answered (until the grace period is over); a connection with
+    // none left that is still open after `linger` is dropped.
+    let deadline = Instant::now() + tuning.grace_period;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            () = tokio::time::sleep(linger) => {
+                if lease.slot().is_idle() || Instant::now() >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
 }

@@ -29,7 +29,12 @@ struct FixtureImages;
 
 #[async_trait]
 impl ImageConfigSource for FixtureImages {
-    async fn image_config(&self, image: &str, _pod: &Pod) -> Result<ImageConfig, LookupError> {
+    async fn image_config(
+        &self,
+        image: &str,
+        _pod: &Pod,
+        _namespace: &str,
+    ) -> Result<ImageConfig, LookupError> {
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         match image {
             "registry.example/team-a/web:1.4.2" => Ok(ImageConfig {
@@ -68,14 +73,19 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
+/// Where fixtures live: the hand-written ones, and the fuzz findings kept as fixtures.
+fn fixture_dirs() -> [PathBuf; 2] {
+    [data_dir(), data_dir().join("fuzz")]
+}
+
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn fixtures() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(data_dir())
-        .expect("tests/data exists")
+fn fixtures_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".review.json").map(str::to_string)
@@ -252,16 +262,19 @@ fn review_of(pod: &Value) -> Value {
 
 #[tokio::test]
 async fn every_fixture_gets_its_expected_answer() {
-    let names = fixtures();
-    assert!(
-        names.len() >= MIN_FIXTURES,
-        "only {} fixtures in tests/data",
-        names.len()
-    );
+    let count = fixtures_in(&data_dir()).len();
+    assert!(count >= MIN_FIXTURES, "only {count} fixtures in tests/data");
+    let fuzz = fixtures_in(&data_dir().join("fuzz")).len();
+    assert!(fuzz >= 2, "only {fuzz} fuzz findings in tests/data/fuzz");
+    for dir in fixture_dirs() {
+        check_fixtures(&dir).await;
+    }
+}
+
+async fn check_fixtures(dir: &Path) {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let admission = admission();
-    let dir = data_dir();
-    for name in &names {
+    for name in &fixtures_in(dir) {
         let review = read_json(&dir.join(format!("{name}.review.json")));
         let expect: Expect =
             serde_json::from_value(read_json(&dir.join(format!("{name}.expect.json"))))
@@ -352,21 +365,23 @@ async fn every_fixture_gets_its_expected_answer() {
 
 #[tokio::test]
 async fn golden_patches_have_fixtures() {
-    let names = fixtures();
-    for entry in std::fs::read_dir(data_dir()).expect("tests/data") {
-        let file = entry
-            .expect("entry")
-            .file_name()
-            .into_string()
-            .expect("utf-8 name");
-        if let Some(name) = file
-            .strip_suffix(".patch.json")
-            .or(file.strip_suffix(".expect.json"))
-        {
-            assert!(
-                names.iter().any(|n| n == name),
-                "{file} has no {name}.review.json"
-            );
+    for dir in fixture_dirs() {
+        let names = fixtures_in(&dir);
+        for entry in std::fs::read_dir(&dir).expect("fixture dir") {
+            let file = entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8 name");
+            if let Some(name) = file
+                .strip_suffix(".patch.json")
+                .or(file.strip_suffix(".expect.json"))
+            {
+                assert!(
+                    names.iter().any(|n| n == name),
+                    "{file} has no {name}.review.json"
+                );
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ use akv_webhook::admission::{Admission, InjectSettings, Outcome};
 use akv_webhook::inject::ImageConfig;
 use akv_webhook::metrics::Metrics;
 use akv_webhook::registry::{
-    ImageConfigSource, Platform, PullSecretSource, RegistryOptions, RegistrySource,
+    HostPattern, HostRules, ImageConfigSource, Platform, PullSecretSource, RegistryOptions,
+    RegistrySource,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -89,9 +90,18 @@ impl PullSecretSource for FakeCluster {
     }
 }
 
+/// The test registries live on loopback, which lookups refuse unless allowed.
+fn loopback_allowed() -> HostRules {
+    HostRules {
+        allow: vec![HostPattern::parse("127.0.0.1").expect("host")],
+        ..HostRules::default()
+    }
+}
+
 fn options(registry: &Registry) -> RegistryOptions {
     RegistryOptions {
         ca_pem: Some(registry.ca_pem.as_bytes().to_vec()),
+        hosts: loopback_allowed(),
         ..RegistryOptions::default()
     }
 }
@@ -128,7 +138,7 @@ fn with_pull_secret() -> Value {
 
 async fn lookup(source: &RegistrySource, image: &str, extra: Value) -> Result<ImageConfig, String> {
     source
-        .image_config(image, &app_pod(image, extra))
+        .image_config(image, &app_pod(image, extra), "team")
         .await
         .map_err(|e| e.to_string())
 }
@@ -161,7 +171,7 @@ fn review(image: &str, extra: Value) -> Vec<u8> {
             "namespace": "team",
             "operation": "CREATE",
             "userInfo": {},
-            "object": {"metadata": {"generateName": "web-", "labels": {"azure.workload.identity/use": "true"}}, "spec": spec},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-", "labels": {"azure.workload.identity/use": "true"}}, "spec": spec},
         }
     }))
     .expect("json")
@@ -468,6 +478,7 @@ async fn registry_down_or_hanging_is_denied_within_the_deadline() {
     let closed = format!("127.0.0.1:{}/team/app:1", free_port());
     let opts = RegistryOptions {
         ca_pem: Some(ca.pem.as_bytes().to_vec()),
+        hosts: loopback_allowed(),
         ..RegistryOptions::default()
     };
     let source = RegistrySource::new(opts.clone(), Arc::new(FakeCluster::default()), None, None)
@@ -512,7 +523,7 @@ async fn registry_down_or_hanging_is_denied_within_the_deadline() {
     let (allowed, message, _) = answer(&reviewed.body);
     assert!(!allowed);
     assert!(
-        message.contains(&format!("the entrypoint of image '{image}' could not be read from its registry: the registry did not answer within 800ms (the webhook's --registry-timeout). Set `command`")),
+        message.contains(&format!("the entrypoint of image '{image}' could not be read from its registry: timeout: the registry did not answer within 800ms (the webhook's --registry-timeout). Set `command`")),
         "{message}"
     );
     assert!(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use akv_webhook::registry::oci::{http_client, parse_ca_pem};
 use akv_webhook::registry::{
-    AcrTokenSource, RegistryOptions, WorkloadIdentity, WorkloadIdentityAcr,
+    AcrTokenSource, HostPattern, HostRules, RegistryOptions, WorkloadIdentity, WorkloadIdentityAcr,
 };
 use akv_webhook::server::{serve_listener, Tuning};
 use axum::body::Bytes;
@@ -122,7 +122,14 @@ async fn serve(fake: Arc<Fake>) -> (String, String, CancellationToken) {
 }
 
 fn acr(host: &str, ca_pem: &str, token_file: &std::path::Path) -> WorkloadIdentityAcr {
-    let options = RegistryOptions::default();
+    // The fake lives on loopback, which registry traffic may reach only when allowed.
+    let options = RegistryOptions {
+        hosts: HostRules {
+            allow: vec![HostPattern::parse("127.0.0.1").expect("host")],
+            ..HostRules::default()
+        },
+        ..RegistryOptions::default()
+    };
     let roots = parse_ca_pem(ca_pem.as_bytes()).expect("ca");
     let identity = WorkloadIdentity {
         client_id: "client-1".into(),

@@ -145,6 +145,7 @@ fn fast_tuning() -> Tuning {
         max_connection_age: Duration::from_secs(60),
         grace_period: Duration::from_secs(5),
         tls_reload_interval: Duration::from_millis(50),
+        ..Tuning::default()
     }
 }
 
@@ -949,55 +950,76 @@ fn startup_errors_are_clear() {
     }
 }
 
+/// The binary, started on free loopback ports with `env` set, once it answers /readyz.
+struct Running {
+    child: tokio::process::Child,
+    https_addr: SocketAddr,
+}
+
+impl Running {
+    async fn start(env: &[(&str, &str)]) -> Running {
+        // Ask the OS for free ports, then let the webhook bind them.
+        let (https, https_addr) = listener().await;
+        let (metrics, metrics_addr) = listener().await;
+        drop((https, metrics));
+        let child = tokio::process::Command::from({
+            let mut c = webhook();
+            c.arg(format!("--listen={https_addr}"))
+                .env("AKV_WEBHOOK_METRICS_LISTEN", metrics_addr.to_string())
+                .envs(env.iter().copied())
+                .stderr(Stdio::piped());
+            c
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+        let plain = reqwest::Client::new();
+        eventually("the webhook answers /readyz", || async {
+            plain
+                .get(format!("http://{metrics_addr}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        Running { child, https_addr }
+    }
+
+    /// A client that accepts the self-signed certificate.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("client")
+    }
+
+    /// Sends SIGTERM and waits (at most 5 s) for the exit.
+    async fn stop(self) -> std::process::Output {
+        let pid = self.child.id().expect("running").to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        tokio::time::timeout(Duration::from_secs(5), self.child.wait_with_output())
+            .await
+            .expect("exits in time")
+            .expect("waits")
+    }
+}
+
 #[tokio::test]
 async fn the_binary_serves_and_exits_0_on_sigterm() {
-    // Ask the OS for free ports, then let the webhook bind them.
-    let (https, https_addr) = listener().await;
-    let (metrics, metrics_addr) = listener().await;
-    drop((https, metrics));
-    let child = tokio::process::Command::from({
-        let mut c = webhook();
-        c.arg(format!("--listen={https_addr}"))
-            .env("AKV_WEBHOOK_METRICS_LISTEN", metrics_addr.to_string())
-            .env("AKV_WEBHOOK_LOG_FORMAT", "json")
-            .stderr(Stdio::piped());
-        c
-    })
-    .kill_on_drop(true)
-    .spawn()
-    .expect("starts");
-
-    let plain = reqwest::Client::new();
-    eventually("the webhook answers /readyz", || async {
-        plain
-            .get(format!("http://{metrics_addr}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-    })
-    .await;
-    let status = reqwest::Client::builder()
-        .use_rustls_tls()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .expect("client")
-        .get(format!("https://{https_addr}/healthz"))
+    let webhook = Running::start(&[("AKV_WEBHOOK_LOG_FORMAT", "json")]).await;
+    let status = Running::client()
+        .get(format!("https://{}/healthz", webhook.https_addr))
         .send()
         .await
         .expect("HTTPS with the self-signed certificate")
         .status();
     assert_eq!(status, StatusCode::OK);
-
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
-        .await
-        .expect("exits in time")
-        .expect("waits");
+    let output = webhook.stop().await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}\n{stderr}", output.status);
     let logs: Vec<Value> = stderr
@@ -1012,5 +1034,99 @@ async fn the_binary_serves_and_exits_0_on_sigterm() {
     assert!(
         messages.iter().any(|m| m.contains("SIGTERM")),
         "{messages:?}"
+    );
+}
+
+/// A review of a pod whose plain env values, annotations and labels hold `marker`, with a
+/// reference so that it is injected.
+fn review_with_marker(marker: &str, uid: &str, annotations: Value) -> Vec<u8> {
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "leaky",
+            "namespace": "team-a",
+            "labels": {"azure.workload.identity/use": "true", "note": "x"},
+            "annotations": annotations,
+        },
+        "spec": {"containers": [{
+            "name": "app",
+            "image": "registry.example/app:1",
+            "command": ["/app", format!("--password={marker}")],
+            "env": [
+                {"name": "PLAIN_PASSWORD", "value": marker},
+                {"name": "DB", "value": "akv:db-password"},
+                {"name": "DSN", "value": format!("postgres://u:{marker}@db/${{akv:db-password}}")},
+            ],
+        }]},
+    });
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "team-a",
+            "operation": "CREATE",
+            "userInfo": {"username": "dev"},
+            "object": pod,
+        },
+    }))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn values_never_reach_the_logs_even_at_debug_level() {
+    let marker = "MARKER-3f9a1c7e";
+    let webhook = Running::start(&[("RUST_LOG", "debug")]).await;
+    let client = Running::client();
+    let bodies: Vec<Vec<u8>> = vec![
+        // Injected: the marker is in plain env values, argv and a non-akv annotation.
+        review_with_marker(marker, "u1", serde_json::json!({"team/note": marker})),
+        // Denied: a bad setting next to the marker.
+        review_with_marker(
+            marker,
+            "u2",
+            serde_json::json!({"team/note": marker, "akv-injector.io/timeout": "soon"}),
+        ),
+        // Not JSON, with the marker inside.
+        format!("{{\"apiVersion\": \"admission.k8s.io/v1\", \"password\": \"{marker}\"")
+            .into_bytes(),
+        // A review whose pod does not deserialize, with the marker in the bad field.
+        String::from_utf8(review_with_marker(marker, "u3", serde_json::json!({})))
+            .expect("utf-8")
+            .replace(
+                "\"containers\":[",
+                &format!("\"containers\":\"{marker}\",\"x\":["),
+            )
+            .into_bytes(),
+    ];
+    let mut answers = String::new();
+    for body in bodies {
+        let response = client
+            .post(format!("https://{}/mutate", webhook.https_addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answered");
+        answers.push_str(&response.text().await.expect("body"));
+    }
+    assert!(
+        answers.contains("u1") && answers.contains("u2"),
+        "{answers}"
+    );
+
+    let output = webhook.stop().await;
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains("review") && logs.contains("DEBUG"),
+        "the webhook logged at debug level:\n{logs}"
+    );
+    assert!(!logs.contains(marker), "a value reached the logs:\n{logs}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains(marker),
+        "a value reached stdout"
     );
 }

@@ -2,10 +2,9 @@
 //! the annotation and what is allowed; it is never replaced by a default.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use akv_core::settings::{self, SettingError};
-use akv_core::{ReferenceError, Template, VaultError, VaultUrl};
+use akv_core::{PodSettings, ReferenceError, Template, VaultError, VaultUrl};
 use thiserror::Error;
 
 use super::{ANNOTATION_PREFIX, STATUS_ANNOTATION};
@@ -21,17 +20,15 @@ const ENV_PREFIX: &str = "akv-injector.io/env.";
 /// What the pod's annotations ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodConfig {
-    /// Default vault for references that name none.
-    pub vault: Option<VaultUrl>,
+    /// The settings passed down to akv-env (`vault`, `client-id`, `tenant-id`,
+    /// `ignore-missing`, `timeout`), in the codec both binaries share. The operator's
+    /// allowlist is added when the patch is built.
+    pub settings: PodSettings,
     /// `env.<NAME>` annotations: the variable name, its value (a reference), and the
     /// parsed template, ordered by name.
     pub env: Vec<AnnotatedEnv>,
     /// Containers to inject, when the pod lists them.
     pub containers: Option<Vec<String>>,
-    pub client_id: Option<String>,
-    pub tenant_id: Option<String>,
-    pub ignore_missing: Option<bool>,
-    pub timeout: Option<Duration>,
     /// `akv-injector.io/*` keys this version does not know (likely typos).
     pub unknown: Vec<String>,
 }
@@ -61,8 +58,6 @@ pub enum AnnotationError {
     ReservedEnvName { key: String },
     #[error("annotation {CONTAINERS}: '{0}' is not a list of container names: write names separated by commas, e.g. app,worker")]
     Containers(String),
-    #[error("annotation {TENANT_ID}: '{0}' is not a tenant: give its GUID or its domain (contoso.onmicrosoft.com)")]
-    Tenant(String),
 }
 
 impl PodConfig {
@@ -84,15 +79,23 @@ impl PodConfig {
                             key: key.clone(),
                             reason,
                         })?;
-                    config.vault = Some(vault);
+                    config.settings.vault = Some(vault);
                 }
                 CONTAINERS => config.containers = Some(parse_containers(value)?),
-                CLIENT_ID => config.client_id = Some(settings::parse_guid(value).map_err(setting)?),
-                TENANT_ID => config.tenant_id = Some(parse_tenant(value)?),
-                IGNORE_MISSING => {
-                    config.ignore_missing = Some(settings::parse_bool(value).map_err(setting)?)
+                CLIENT_ID => {
+                    config.settings.client_id = Some(settings::parse_guid(value).map_err(setting)?)
                 }
-                TIMEOUT => config.timeout = Some(settings::parse_timeout(value).map_err(setting)?),
+                TENANT_ID => {
+                    config.settings.tenant_id =
+                        Some(settings::parse_tenant(value).map_err(setting)?)
+                }
+                IGNORE_MISSING => {
+                    config.settings.ignore_missing =
+                        Some(settings::parse_bool(value).map_err(setting)?)
+                }
+                TIMEOUT => {
+                    config.settings.timeout = Some(settings::parse_timeout(value).map_err(setting)?)
+                }
                 STATUS_ANNOTATION => {}
                 _ => match key.strip_prefix(ENV_PREFIX) {
                     Some(name) => config.env.push(parse_env(key, name, value)?),
@@ -150,11 +153,13 @@ fn is_env_name(name: &str) -> bool {
 
 fn parse_containers(value: &str) -> Result<Vec<String>, AnnotationError> {
     let mut names: Vec<String> = Vec::new();
+    // A set, not a scan of `names`: the work stays linear in the annotation's length.
+    let mut seen = std::collections::HashSet::new();
     for name in value.split(',').map(str::trim) {
         if !is_dns_label(name) {
             return Err(AnnotationError::Containers(value.to_string()));
         }
-        if !names.iter().any(|n| n == name) {
+        if seen.insert(name) {
             names.push(name.to_string());
         }
     }
@@ -169,21 +174,6 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn parse_tenant(value: &str) -> Result<String, AnnotationError> {
-    if let Ok(guid) = settings::parse_guid(value) {
-        return Ok(guid);
-    }
-    let is_domain = value.contains('.')
-        && value
-            .split('.')
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if is_domain {
-        Ok(value.to_ascii_lowercase())
-    } else {
-        Err(AnnotationError::Tenant(value.to_string()))
-    }
 }
 
 #[cfg(test)]
@@ -222,17 +212,23 @@ mod tests {
         ])
         .expect("valid annotations");
         assert_eq!(
-            config.vault.map(|v| v.url()),
+            config.settings.vault.map(|v| v.url()),
             Some("https://my-vault.vault.azure.net".into())
         );
         assert_eq!(config.containers, Some(vec!["app".into(), "worker".into()]));
         assert_eq!(
-            config.client_id.as_deref(),
+            config.settings.client_id.as_deref(),
             Some("00000000-0000-0000-0000-0000000000aa")
         );
-        assert_eq!(config.tenant_id.as_deref(), Some("contoso.onmicrosoft.com"));
-        assert_eq!(config.ignore_missing, Some(true));
-        assert_eq!(config.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(
+            config.settings.tenant_id.as_deref(),
+            Some("contoso.onmicrosoft.com")
+        );
+        assert_eq!(config.settings.ignore_missing, Some(true));
+        assert_eq!(
+            config.settings.timeout,
+            Some(std::time::Duration::from_secs(90))
+        );
         let env: Vec<(&str, &str)> = config
             .env
             .iter()
@@ -252,7 +248,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_annotation() {
         let cases: &[(&str, &str, &str)] = &[
-            ("akv-injector.io/vault", "kv", "annotation akv-injector.io/vault: 'kv' is not a vault: use a vault name (my-vault), a DNS name (my-vault.vault.azure.cn) or an https:// URL"),
+            ("akv-injector.io/vault", "kv", "annotation akv-injector.io/vault: 'kv' is not a vault: use a vault name such as my-vault (a vault name has 3 to 24 letters, digits or '-', starts with a letter, ends with a letter or digit, and has no '--'), a DNS name such as my-vault.vault.azure.cn, or an https:// URL"),
             ("akv-injector.io/vault", "http://kv.vault.azure.net", "annotation akv-injector.io/vault: 'http://kv.vault.azure.net' uses http: Key Vault is only reached over https"),
             ("akv-injector.io/containers", "", "annotation akv-injector.io/containers: '' is not a list of container names: write names separated by commas, e.g. app,worker"),
             ("akv-injector.io/containers", "app,,worker", "annotation akv-injector.io/containers: 'app,,worker' is not a list of container names: write names separated by commas, e.g. app,worker"),
@@ -276,6 +272,51 @@ mod tests {
                 *want,
                 "{key}={value}"
             );
+        }
+    }
+
+    fn guid() -> impl proptest::strategy::Strategy<Value = String> {
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    }
+
+    proptest::proptest! {
+        /// Whatever the webhook admits, akv-env reads back with the same meaning: the
+        /// annotations' settings, written with `to_env`, parse to the same settings
+        /// through the `from_env` that akv-env calls.
+        #[test]
+        fn admitted_settings_reach_akv_env_unchanged(
+            vault in proptest::option::of(proptest::prop_oneof![
+                "[a-z][a-z0-9]{2,20}",
+                "[a-z][a-z0-9]{2,10}\\.vault\\.azure\\.(net|cn)",
+                "https://[a-z][a-z0-9]{2,10}\\.vault\\.usgovcloudapi\\.net(:[1-9][0-9]{0,3})?/?",
+            ]),
+            client in proptest::option::of(guid()),
+            tenant in proptest::option::of(proptest::prop_oneof![
+                guid(),
+                "[a-zA-Z0-9]{1,10}(\\.[a-zA-Z0-9][a-zA-Z0-9-]{0,8}[a-zA-Z0-9]){1,3}",
+            ]),
+            ignore in proptest::option::of("true|false"),
+            timeout in proptest::option::of("[1-9][0-9]{0,2}(s|m)|1h|[1-5]m[1-5]0s|[1-9][0-9]{3}ms"),
+        ) {
+            let mut pairs: Vec<(&str, String)> = Vec::new();
+            for (key, value) in [
+                (VAULT, vault),
+                (CLIENT_ID, client),
+                (TENANT_ID, tenant),
+                (IGNORE_MISSING, ignore),
+                (TIMEOUT, timeout),
+            ] {
+                if let Some(value) = value {
+                    pairs.push((key, value));
+                }
+            }
+            let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let Ok(config) = parse(&refs) else {
+                // Refused at admission: nothing reaches a pod.
+                return Ok(());
+            };
+            let read = PodSettings::from_pairs(&config.settings.to_env());
+            proptest::prop_assert_eq!(read, Ok(config.settings));
         }
     }
 }

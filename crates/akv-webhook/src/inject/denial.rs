@@ -35,4 +35,11 @@ pub enum Denial {
     },
     #[error("container '{container}' has no command, and image '{image}' has neither ENTRYPOINT nor CMD: set `command` in the container spec")]
     EmptyImageArgv { container: String, image: String },
+    #[error("injecting this pod would make it larger than Kubernetes can store: the pod's review is {object_bytes} bytes and the patch would add up to {patch_bytes} bytes ({containers} injected containers, {env} akv-injector.io/env.* annotations), over etcd's limit of {max} bytes (1.5 MiB) per object. Inject fewer containers (akv-injector.io/containers) or declare fewer env.* annotations", max = super::cost::MAX_OBJECT_BYTES)]
+    TooLarge {
+        object_bytes: usize,
+        patch_bytes: usize,
+        containers: usize,
+        env: usize,
+    },
 }

@@ -4,14 +4,16 @@
 
 mod annotations;
 mod argv;
+mod cost;
 mod denial;
 mod patch;
 mod plan;
 
 pub use annotations::{AnnotationError, PodConfig};
 pub use argv::ImageConfig;
+pub use cost::{Estimate, Warnings, MAX_OBJECT_BYTES, MAX_WARNINGS};
 pub use denial::Denial;
-pub use patch::{mutate, Mutation};
+pub use patch::{add_metadata, mutate, Mutation};
 pub use plan::{plan, ArgvSource, ContainerId, ContainerKind, Plan, Target};
 
 /// Prefix of every annotation and label of ours.

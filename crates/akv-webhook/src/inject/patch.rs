@@ -2,9 +2,8 @@
 //! replace fields of the containers they touch, so fields of the original request that this
 //! build does not know about are never rewritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use akv_core::settings;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
@@ -16,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::argv::ImageConfig;
+use super::cost;
 use super::denial::Denial;
 use super::plan::{ArgvSource, ContainerKind, Plan, Target};
 use super::{
@@ -28,6 +28,8 @@ use super::{
 pub struct Mutation {
     pub patch: Patch,
     pub warnings: Vec<String>,
+    /// The upper bound of the patch's JSON size, estimated before it was built.
+    pub estimated_patch_bytes: usize,
 }
 
 /// Builds the patch for a planned pod. `images` holds the config of every image in
@@ -38,10 +40,31 @@ pub fn mutate(
     settings: &InjectSettings,
     images: &BTreeMap<String, Result<ImageConfig, String>>,
 ) -> Result<Mutation, Denial> {
-    let mut ops = Vec::new();
     let spec = pod.spec.as_ref();
     let settings_env = settings_env(plan, settings);
-    for target in &plan.targets {
+    let argvs = plan
+        .targets
+        .iter()
+        .map(|target| original_argv(target, images))
+        .collect::<Result<Vec<_>, _>>()?;
+    let install = to_value(&install_container(settings));
+    // Before building anything: the patch and the injected pod must fit in etcd.
+    let env_pairs: Vec<(String, String)> = settings_env
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    let estimate = cost::estimate(
+        plan.object_bytes,
+        &plan.config,
+        &plan.targets,
+        &argvs,
+        &env_pairs,
+        install.to_string().len(),
+    );
+    cost::check(&estimate)?;
+
+    let mut ops = Vec::new();
+    for (target, argv) in plan.targets.iter().zip(argvs) {
         let list = match target.id.kind {
             ContainerKind::Init => spec.and_then(|s| s.init_containers.as_ref()),
             ContainerKind::App => spec.map(|s| &s.containers),
@@ -49,7 +72,6 @@ pub fn mutate(
         let Some(container) = list.and_then(|l| l.get(target.id.index)) else {
             continue;
         };
-        let argv = original_argv(target, images)?;
         wrap_container(&mut ops, target, container, argv, plan, &settings_env);
     }
 
@@ -62,15 +84,11 @@ pub fn mutate(
     );
     // Inserted last: the operations above use the original init container indexes.
     match spec.and_then(|s| s.init_containers.as_ref()) {
-        Some(_) => add(
-            &mut ops,
-            &["spec", "initContainers", "0"],
-            to_value(&install_container(settings)),
-        ),
+        Some(_) => add(&mut ops, &["spec", "initContainers", "0"], install),
         None => add(
             &mut ops,
             &["spec", "initContainers"],
-            Value::Array(vec![to_value(&install_container(settings))]),
+            Value::Array(vec![install]),
         ),
     }
     match &pod.metadata.annotations {
@@ -88,6 +106,16 @@ pub fn mutate(
     Ok(Mutation {
         patch: Patch(ops),
         warnings: plan.warnings.clone(),
+        estimated_patch_bytes: estimate.patch_bytes,
+    })
+}
+
+/// The operation that creates `metadata` in a pod object sent without one, so that the
+/// operations on `/metadata/...` after it apply (RFC 6902 adds only to an existing parent).
+pub fn add_metadata() -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(&["metadata"]),
+        value: Value::Object(serde_json::Map::new()),
     })
 }
 
@@ -119,30 +147,16 @@ fn original_argv(
     }
 }
 
-/// The `AKV_INJECTOR_*` variables carrying the pod's settings, in a fixed order.
+/// The `AKV_INJECTOR_*` variables carrying the pod's settings, through the codec that
+/// akv-env reads them back with. The allowlist is always among them (see `PodSettings`).
 fn settings_env(plan: &Plan, settings: &InjectSettings) -> Vec<EnvVar> {
-    let config = &plan.config;
-    let pairs = [
-        (settings::ENV_VAULT, config.vault.as_ref().map(|v| v.url())),
-        (settings::ENV_CLIENT_ID, config.client_id.clone()),
-        (settings::ENV_TENANT_ID, config.tenant_id.clone()),
-        (
-            settings::ENV_IGNORE_MISSING,
-            config.ignore_missing.map(|b| b.to_string()),
-        ),
-        (
-            settings::ENV_TIMEOUT,
-            config.timeout.map(settings::format_duration),
-        ),
-        (
-            settings::ENV_ALLOW_VAULT_HOSTS,
-            (!settings.allow_vault_hosts.is_default())
-                .then(|| settings.allow_vault_hosts.to_list()),
-        ),
-    ];
-    pairs
+    let pod = akv_core::PodSettings {
+        allow_vault_hosts: settings.allow_vault_hosts.clone(),
+        ..plan.config.settings.clone()
+    };
+    pod.to_env()
         .into_iter()
-        .filter_map(|(name, value)| value.map(|v| env_var(name, v)))
+        .map(|(name, value)| env_var(name, value))
         .collect()
 }
 
@@ -180,7 +194,7 @@ fn wrap_container(
         to_value(&mount),
     );
 
-    let existing: Vec<&str> = container
+    let existing: HashSet<&str> = container
         .env
         .iter()
         .flatten()
@@ -306,5 +320,99 @@ fn append(ops: &mut Vec<PatchOperation>, tokens: &[&str], exists: bool, item: Va
         add(ops, &path, item);
     } else {
         add(ops, tokens, Value::Array(vec![item]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inject::plan;
+    use akv_core::HostPolicy;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn settings() -> InjectSettings {
+        InjectSettings {
+            env_image: "registry.example/platform/akv-injector:0.1.0".to_string(),
+            allow_vault_hosts: HostPolicy::new([".example.com", "kv.internal"]).expect("valid"),
+        }
+    }
+
+    /// Text with the characters JSON escapes.
+    const TEXT: &str = "[ -~\"\\\\\t\n\u{1}é]{0,24}";
+
+    proptest! {
+        /// The size estimated before the patch is built is an upper bound of its JSON
+        /// size, and not a loose one.
+        #[test]
+        fn the_estimate_bounds_the_patch(
+            env in vec(prop_oneof![Just("akv:db".to_string()), Just("a${akv:db}b".to_string()), TEXT.prop_map(String::from)], 0..5),
+            annotated in vec(("[A-Z][A-Z0-9_]{0,8}", prop_oneof!["[a-z][a-z0-9-]{0,10}", "[ -~\"\\\\]{0,20}\\$\\{akv:db\\}"]), 0..40),
+            apps in 1..8usize,
+            inits in 0..3usize,
+            command in any::<bool>(),
+            args in vec(TEXT, 0..4),
+            entrypoint in vec(TEXT, 1..3),
+            existing in any::<bool>(),
+        ) {
+            let env: Vec<Value> = env.iter().enumerate().map(|(i, v)| json!({"name": format!("E{i}"), "value": v})).collect();
+            let container = |name: String| {
+                let mut c = json!({"name": name, "image": "registry.example/app:1", "env": env, "args": args});
+                if command {
+                    c["command"] = json!(["/app", "--x=\"y\""]);
+                }
+                if existing {
+                    c["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+                }
+                c
+            };
+            let mut annotations = json!({"akv-injector.io/vault": "kv-1"});
+            for (name, value) in &annotated {
+                annotations[format!("akv-injector.io/env.{name}")] = json!(value);
+            }
+            let mut pod = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": (0..apps).map(|i| container(format!("app{i}"))).collect::<Vec<_>>()},
+            });
+            if inits > 0 {
+                pod["spec"]["initContainers"] = (0..inits).map(|i| container(format!("init{i}"))).collect();
+                pod["metadata"]["annotations"]["akv-injector.io/containers"] = json!("init0,app0");
+            }
+            let pod: Pod = serde_json::from_value(pod).expect("a pod");
+            let Ok(Some(plan)) = plan(&pod, &HostPolicy::default(), 0) else {
+                return Ok(());
+            };
+            let images = BTreeMap::from([(
+                "registry.example/app:1".to_string(),
+                Ok(ImageConfig { entrypoint, cmd: vec!["--serve".into()] }),
+            )]);
+            let Ok(mutation) = mutate(&pod, &plan, &settings(), &images) else {
+                return Ok(());
+            };
+            let actual = serde_json::to_vec(&mutation.patch).expect("json").len();
+            prop_assert!(actual <= mutation.estimated_patch_bytes, "{} > {}", actual, mutation.estimated_patch_bytes);
+            // Within an eighth, plus the fixed slack of the pod-level operations.
+            prop_assert!(mutation.estimated_patch_bytes <= actual + actual / 8 + 600, "{} for {}", mutation.estimated_patch_bytes, actual);
+        }
+    }
+
+    #[test]
+    fn add_metadata_creates_the_parent() {
+        let mut object = json!({"spec": {}});
+        let patch = Patch(vec![
+            add_metadata(),
+            PatchOperation::Add(AddOperation {
+                path: pointer(&["metadata", "annotations"]),
+                value: json!({STATUS_ANNOTATION: STATUS_INJECTED}),
+            }),
+        ]);
+        json_patch::patch(&mut object, &patch).expect("applies");
+        assert_eq!(
+            object["metadata"]["annotations"][STATUS_ANNOTATION],
+            STATUS_INJECTED
+        );
     }
 }

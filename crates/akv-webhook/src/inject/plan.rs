@@ -1,12 +1,13 @@
 //! Deciding what to inject: which containers, which references, what must be looked up.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use akv_core::{HostPolicy, Reference, Template, VaultUrl};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::annotations::PodConfig;
+use super::cost::{self, Warnings};
 use super::denial::Denial;
 use super::{INSTALL_CONTAINER, MOUNT_PATH, VOLUME_NAME, WORKLOAD_IDENTITY_LABEL};
 
@@ -58,6 +59,9 @@ pub struct Plan {
     pub config: PodConfig,
     pub targets: Vec<Target>,
     pub warnings: Vec<String>,
+    /// Upper bound of the pod's size as it was sent, for the size check before the patch
+    /// is built.
+    pub object_bytes: usize,
 }
 
 impl Plan {
@@ -81,7 +85,11 @@ struct Scanned<'a> {
 }
 
 /// Reads a pod and decides what to inject. `Ok(None)`: nothing to do, no patch.
-pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
+///
+/// `object_bytes` bounds the size of the pod's JSON as it was sent (e.g. the review's
+/// length). A pod whose injection would make an object larger than Kubernetes stores is
+/// denied here, before any registry lookup, and its work is linear in its size.
+pub fn plan(pod: &Pod, policy: &HostPolicy, object_bytes: usize) -> Result<Option<Plan>, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let config = PodConfig::parse(annotations)?;
@@ -95,18 +103,21 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
     }
 
     let selected = select(&scanned, &config)?;
-    let mut warnings: Vec<String> = config
-        .unknown
-        .iter()
-        .map(|key| {
+    let mut warnings = Warnings::default();
+    for key in &config.unknown {
+        warnings.push_with(|| {
             format!(
                 "annotation {key} is not one akv-injector knows and is ignored; check its spelling"
             )
-        })
-        .collect();
-    for s in &scanned {
-        if !s.references.is_empty() && !selected.iter().any(|(id, _)| id == &s.id) {
-            warnings.push(format!(
+        });
+    }
+    let mut is_selected = vec![false; scanned.len()];
+    for (position, _) in &selected {
+        is_selected[*position] = true;
+    }
+    for (s, selected) in scanned.iter().zip(&is_selected) {
+        if !s.references.is_empty() && !selected {
+            warnings.push_with(|| format!(
                 "{} holds Key Vault references but is not listed in akv-injector.io/containers, so they stay unresolved",
                 s.id
             ));
@@ -116,42 +127,63 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
         return Ok(Some(Plan {
             config,
             targets: Vec::new(),
-            warnings,
+            warnings: warnings.into_vec(),
+            object_bytes,
         }));
     }
 
-    if let Some(vault) = &config.vault {
+    if let Some(vault) = &config.settings.vault {
         policy
             .check(vault)
             .map_err(Denial::DefaultVaultNotAllowed)?;
     }
     check_names_free(spec)?;
     let mut targets = Vec::new();
-    for (id, listed) in selected {
-        let Some(s) = scanned.iter().find(|s| s.id == id) else {
-            continue;
-        };
+    let mut positions = Vec::new();
+    for (position, listed) in selected {
+        let s = &scanned[position];
+        positions.push(position);
+        let id = s.id.clone();
         for (place, reference) in &s.references {
             check_vault(&format!("{id}, {place}"), reference, &config, policy)?;
         }
         check_container_free(&id, s.container)?;
-        let gets_annotated_env = id.kind == ContainerKind::App || listed;
-        if gets_annotated_env {
-            for env in &config.env {
-                let defined = s.container.env.iter().flatten().any(|e| e.name == env.name);
-                if defined {
-                    warnings.push(format!(
-                        "{id} already sets {}; annotation akv-injector.io/env.{} is not applied to it",
-                        env.name, env.name
-                    ));
-                }
-            }
-        }
         targets.push(Target {
             argv: argv_source(s.container),
+            gets_annotated_env: id.kind == ContainerKind::App || listed,
             id,
-            gets_annotated_env,
         });
+    }
+    // Before any per-container, per-annotation work: what the patch would add must fit.
+    cost::check(&cost::estimate_before_lookups(
+        object_bytes,
+        &config,
+        &targets,
+    ))?;
+    for (target, &position) in targets.iter().zip(&positions) {
+        if !target.gets_annotated_env || config.env.is_empty() {
+            continue;
+        }
+        let s = &scanned[position];
+        let defined: HashSet<&str> = s
+            .container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        for env in config
+            .env
+            .iter()
+            .filter(|e| defined.contains(e.name.as_str()))
+        {
+            warnings.push_with(|| {
+                format!(
+                    "{} already sets {}; annotation akv-injector.io/env.{} is not applied to it",
+                    target.id, env.name, env.name
+                )
+            });
+        }
     }
     for env in &config.env {
         let place = format!("annotation akv-injector.io/env.{}", env.name);
@@ -162,14 +194,15 @@ pub fn plan(pod: &Pod, policy: &HostPolicy) -> Result<Option<Plan>, Denial> {
     let labels = pod.metadata.labels.as_ref();
     let identity = labels.and_then(|l| l.get(WORKLOAD_IDENTITY_LABEL));
     if identity.map(String::as_str) != Some("true") {
-        warnings.push(format!(
+        warnings.push_with(|| format!(
             "pod has no label {WORKLOAD_IDENTITY_LABEL}: \"true\", so Azure Workload Identity gives it no token and akv-env will fail at start"
         ));
     }
     Ok(Some(Plan {
         config,
         targets,
-        warnings,
+        warnings: warnings.into_vec(),
+        object_bytes,
     }))
 }
 
@@ -228,32 +261,47 @@ fn scan_containers(spec: &PodSpec) -> Result<Vec<Scanned<'_>>, Denial> {
     Ok(out)
 }
 
-/// The containers to inject, each with whether the pod listed it by name.
-fn select(scanned: &[Scanned<'_>], config: &PodConfig) -> Result<Vec<(ContainerId, bool)>, Denial> {
+/// The containers to inject, as positions in `scanned`, each with whether the pod listed
+/// it by name. Linear in the number of containers and names.
+fn select(scanned: &[Scanned<'_>], config: &PodConfig) -> Result<Vec<(usize, bool)>, Denial> {
     match &config.containers {
         Some(names) => {
-            let mut out = Vec::new();
+            let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(scanned.len());
+            for (position, s) in scanned.iter().enumerate() {
+                by_name.entry(s.id.name.as_str()).or_insert(position);
+            }
+            let mut out = Vec::with_capacity(names.len());
             for name in names {
-                let found = scanned.iter().find(|s| &s.id.name == name);
-                let Some(s) = found else {
-                    let available: Vec<&str> = scanned.iter().map(|s| s.id.name.as_str()).collect();
+                let Some(&position) = by_name.get(name.as_str()) else {
+                    const SHOWN: usize = 20;
+                    let mut available = scanned
+                        .iter()
+                        .take(SHOWN)
+                        .map(|s| s.id.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if scanned.len() > SHOWN {
+                        available.push_str(&format!(" and {} more", scanned.len() - SHOWN));
+                    }
                     return Err(Denial::UnknownContainer {
                         name: name.clone(),
-                        available: available.join(", "),
+                        available,
                     });
                 };
-                out.push((s.id.clone(), true));
+                out.push((position, true));
             }
-            // Keep the pod's order: init containers first, then app containers.
-            out.sort_by_key(|(id, _)| (id.kind, id.index));
+            // Keep the pod's order (init containers first, then app containers), once each.
+            out.sort_unstable();
+            out.dedup();
             Ok(out)
         }
         None => Ok(scanned
             .iter()
-            .filter(|s| {
+            .enumerate()
+            .filter(|(_, s)| {
                 !s.references.is_empty() || (s.id.kind == ContainerKind::App && config.has_env())
             })
-            .map(|s| (s.id.clone(), false))
+            .map(|(position, _)| (position, false))
             .collect()),
     }
 }
@@ -264,7 +312,7 @@ fn check_vault(
     config: &PodConfig,
     policy: &HostPolicy,
 ) -> Result<(), Denial> {
-    let vault = match (reference.vault(), &config.vault) {
+    let vault = match (reference.vault(), &config.settings.vault) {
         (Some(named), _) => VaultUrl::from_ref(named),
         (None, Some(default)) => default.clone(),
         (None, None) => {

@@ -16,6 +16,8 @@ const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// ACR refresh tokens live about three hours; use one for at most this long.
 const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(45 * 60);
+/// Largest token answer read from Entra ID or ACR.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Whether a registry host is an Azure Container Registry.
 pub fn is_acr(host: &str) -> bool {
@@ -131,21 +133,40 @@ impl WorkloadIdentityAcr {
         what: &str,
         refused: impl FnOnce(reqwest13::StatusCode) -> String,
     ) -> Result<T, String> {
-        let response = self
+        let mut response = self
             .http
             .post(url)
             .form(form)
             .send()
             .await
-            .map_err(|e| format!("{what} to {url} failed: {e}"))?;
+            .map_err(|e| format!("{what} to {url} failed: {}", super::http::classify(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(refused(status));
         }
-        response
-            .json()
-            .await
-            .map_err(|e| format!("{what}: answer from {url} unreadable: {e}"))
+        // Token answers are small; read at most MAX_ANSWER_BYTES of one.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            format!(
+                "{what}: reading the answer from {url} failed: {}",
+                super::http::classify(&e)
+            )
+        })? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(format!(
+                    "{what}: the answer from {url} is larger than {MAX_ANSWER_BYTES} bytes"
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "{what}: the answer from {url} is not the expected JSON ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })
     }
 
     async fn exchange(&self, registry: &str) -> Result<String, String> {
@@ -172,10 +193,16 @@ impl WorkloadIdentityAcr {
 #[async_trait]
 impl AcrTokenSource for WorkloadIdentityAcr {
     async fn refresh_token(&self, registry: &str) -> Result<String, String> {
+        // No single flight (moka's panics when its waiters see many cancelled inits, which
+        // review deadlines can cause): concurrent first lookups may exchange twice.
+        if let Some(token) = self.tokens.get(registry).await {
+            return Ok(token);
+        }
+        let token = self.exchange(registry).await?;
         self.tokens
-            .try_get_with(registry.to_string(), self.exchange(registry))
-            .await
-            .map_err(|e| e.to_string())
+            .insert(registry.to_string(), token.clone())
+            .await;
+        Ok(token)
     }
 }
 

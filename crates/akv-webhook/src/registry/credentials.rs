@@ -88,39 +88,115 @@ impl PullSecretSource for KubePullSecrets {
     }
 }
 
+/// What a pod says about its registry credentials: the review's namespace (never the
+/// object's own `metadata.namespace`), its `imagePullSecrets` and its service account,
+/// each name checked as a Kubernetes object name before it reaches any API path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSecretRefs {
+    pub namespace: String,
+    pub pull_secrets: Vec<String>,
+    pub service_account: String,
+}
+
+/// Whether `name` is a DNS-1123 subdomain (what Kubernetes requires of Secret and
+/// ServiceAccount names): at most 253 characters, dot-separated labels of lower-case
+/// letters, digits and `-` that start and end with a letter or digit. No `/`, no `..`.
+pub fn is_object_name(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label)
+}
+
+fn checked(field: &str, name: &str) -> Result<(), String> {
+    if is_object_name(name) {
+        return Ok(());
+    }
+    let shown: String = name
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    Err(format!(
+        "{field} '{shown}' is not a valid Kubernetes object name (a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', at most 253 characters)"
+    ))
+}
+
+impl PullSecretRefs {
+    /// The refs of `pod`, reviewed in `namespace`; `Err` names the field with a bad name.
+    pub fn of(pod: &Pod, namespace: &str) -> Result<Self, String> {
+        if !is_object_name(namespace) || namespace.contains('.') {
+            return Err(format!(
+                "the review's namespace '{}' is not a valid namespace name",
+                namespace.escape_debug()
+            ));
+        }
+        let spec = pod.spec.as_ref();
+        let mut pull_secrets = Vec::new();
+        for (i, r) in spec
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if r.name.is_empty() {
+                continue;
+            }
+            checked(&format!("spec.imagePullSecrets[{i}].name"), &r.name)?;
+            pull_secrets.push(r.name.clone());
+        }
+        let service_account = match spec.and_then(|s| s.service_account_name.as_deref()) {
+            Some(name) if !name.is_empty() => {
+                checked("spec.serviceAccountName", name)?;
+                name.to_string()
+            }
+            _ => "default".to_string(),
+        };
+        Ok(PullSecretRefs {
+            namespace: namespace.to_string(),
+            pull_secrets,
+            service_account,
+        })
+    }
+}
+
 /// The credentials that match `registry` (as named in the image, e.g. `docker.io`), in the
 /// kubelet's order: the pod's pull secrets, then its service account's; within a secret,
 /// the most specific matching entry first. Secrets that cannot be read are reported in
-/// `notes` and skipped, as the kubelet skips them.
+/// `notes` and skipped, as the kubelet skips them. Every read is in `refs.namespace`.
 pub async fn credentials_for(
     source: &dyn PullSecretSource,
-    pod: &Pod,
+    refs: &PullSecretRefs,
     registry: &str,
     repository: &str,
 ) -> (Vec<Credential>, Vec<String>) {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let spec = pod.spec.as_ref();
-    let mut names: Vec<String> = spec
-        .and_then(|s| s.image_pull_secrets.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .filter(|n| !n.is_empty())
-        .collect();
+    let namespace = refs.namespace.as_str();
+    let mut names = refs.pull_secrets.clone();
     let mut notes = Vec::new();
-    let sa = spec
-        .and_then(|s| s.service_account_name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".to_string());
-    match source.service_account(namespace, &sa).await {
-        Ok(Some(account)) => names.extend(
-            account
+    let sa = refs.service_account.as_str();
+    match source.service_account(namespace, sa).await {
+        Ok(Some(account)) => {
+            for name in account
                 .image_pull_secrets
                 .into_iter()
                 .flatten()
                 .map(|r| r.name)
-                .filter(|n| !n.is_empty()),
-        ),
+                .filter(|n| !n.is_empty())
+            {
+                if is_object_name(&name) {
+                    names.push(name);
+                } else {
+                    notes.push(format!(
+                        "service account {namespace}/{sa} names a pull secret that is not a valid object name; skipped"
+                    ));
+                }
+            }
+        }
         Ok(None) => {}
         Err(e) => notes.push(e),
     }
@@ -338,6 +414,122 @@ mod tests {
             data: Some(data),
             ..Secret::default()
         }
+    }
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"namespace": "kube-system"}, "spec": spec}))
+            .expect("pod")
+    }
+
+    #[test]
+    fn names_cannot_escape() {
+        let cases = [
+            ("regcred", true),
+            ("reg.cred-1", true),
+            ("a", true),
+            ("../../../kube-system/secrets/admin", false),
+            ("a/b", false),
+            ("a..b", false),
+            (".a", false),
+            ("a.", false),
+            ("-a", false),
+            ("Regcred", false),
+            ("a b", false),
+            ("a%2fb", false),
+            ("", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(is_object_name(name), ok, "{name}");
+        }
+        assert!(!is_object_name(&"a".repeat(254)));
+        assert!(is_object_name(&"a".repeat(253)));
+        let bad = pod(
+            json!({"imagePullSecrets": [{"name": "ok"}, {"name": "../../../kube-system/secrets/admin"}]}),
+        );
+        let err = PullSecretRefs::of(&bad, "team-a").expect_err("refused");
+        assert!(
+            err.starts_with("spec.imagePullSecrets[1].name '../../../kube-system/secrets/admin' is not a valid Kubernetes object name"),
+            "{err}"
+        );
+        let bad = pod(json!({"serviceAccountName": "x/../../admin"}));
+        let err = PullSecretRefs::of(&bad, "team-a").expect_err("refused");
+        assert!(
+            err.starts_with("spec.serviceAccountName 'x/../../admin'"),
+            "{err}"
+        );
+        // The review's namespace, never the object's own (kube-system here).
+        let good = pod(json!({"imagePullSecrets": [{"name": "regcred"}, {"name": ""}]}));
+        let refs = PullSecretRefs::of(&good, "team-a").expect("ok");
+        assert_eq!(
+            refs,
+            PullSecretRefs {
+                namespace: "team-a".into(),
+                pull_secrets: vec!["regcred".into()],
+                service_account: "default".into(),
+            }
+        );
+        assert!(PullSecretRefs::of(&good, "../kube-system").is_err());
+    }
+
+    /// Records every read.
+    #[derive(Default)]
+    struct Recorder {
+        reads: std::sync::Mutex<Vec<(String, String, String)>>,
+    }
+
+    #[async_trait]
+    impl PullSecretSource for Recorder {
+        async fn secret(&self, ns: &str, name: &str) -> Result<Option<Secret>, String> {
+            self.reads
+                .lock()
+                .expect("lock")
+                .push(("secret".into(), ns.into(), name.into()));
+            Ok(None)
+        }
+        async fn service_account(
+            &self,
+            ns: &str,
+            name: &str,
+        ) -> Result<Option<ServiceAccount>, String> {
+            self.reads
+                .lock()
+                .expect("lock")
+                .push(("sa".into(), ns.into(), name.into()));
+            let account: ServiceAccount = serde_json::from_value(json!({
+                "imagePullSecrets": [{"name": "sa-secret"}, {"name": "../escape"}]
+            }))
+            .expect("sa");
+            Ok(Some(account))
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_stay_in_the_review_namespace() {
+        let recorder = Recorder::default();
+        let p = pod(
+            json!({"imagePullSecrets": [{"name": "regcred"}], "serviceAccountName": "builder"}),
+        );
+        let refs = PullSecretRefs::of(&p, "team-a").expect("refs");
+        let (_, notes) = credentials_for(&recorder, &refs, "r.example", "a").await;
+        let reads = recorder.reads.lock().expect("lock").clone();
+        assert_eq!(
+            reads,
+            [
+                (
+                    "sa".to_string(),
+                    "team-a".to_string(),
+                    "builder".to_string()
+                ),
+                ("secret".into(), "team-a".into(), "regcred".into()),
+                ("secret".into(), "team-a".into(), "sa-secret".into()),
+            ]
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("not a valid object name; skipped")),
+            "{notes:?}"
+        );
     }
 
     #[test]

@@ -1,24 +1,22 @@
 //! The registry-backed [`ImageConfigSource`]: reads image configs over the OCI distribution
-//! API (`oci-client`), with the pod's pull secrets, and caches them.
+//! API ([`super::http`]), with the pod's pull secrets, and caches them.
 //!
 //! Caches (moka): image configs by `(registry, repository, manifest digest, platform)` —
 //! immutable, kept until evicted by size; and tag -> digest for a short TTL. Concurrent
-//! lookups of the same key make one registry round trip (moka coalesces the inits). A
-//! lookup runs in its own task, so a review whose deadline passes still fills the cache
-//! for the next try. The cache is shared by all pods: a pod may get the ENTRYPOINT of an
-//! image that another pod's credentials read (the kubelet still enforces pull access).
+//! lookups of the same key make one registry round trip ([`SingleFlight`]), which lives as
+//! long as some review still waits for it and is cancelled with the last one: no lookup
+//! task outlives its reviews' deadlines. Registry work is bounded across all reviews by a
+//! semaphore ([`RegistryOptions::max_concurrent`]) and per lookup by a total deadline
+//! ([`RegistryOptions::lookup_timeout`]). The cache is shared by all pods: a pod may get the
+//! ENTRYPOINT of an image that another pod's credentials read (the kubelet still enforces
+//! pull access).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{OciImageManifest, OciManifest};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,18 +25,22 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::acr::{self, AcrTokenSource, ACR_USER};
-use super::credentials::{credentials_for, PullSecretSource};
-use super::platform::Platform;
+use super::bounded::at_most;
+use super::credentials::{credentials_for, PullSecretRefs, PullSecretSource};
+use super::flight::SingleFlight;
+use super::hosts::HostRules;
+use super::http::{
+    self, Credentials, HttpError, RegistryHttp, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
+};
+use super::platform::{IndexEntry, Platform};
 use super::reference::ImageRef;
 use super::{ImageConfigSource, LookupError};
 use crate::inject::ImageConfig;
 use crate::metrics::Metrics;
-
-/// Largest image config read (real ones are a few KiB; ones with long histories, ~100 KiB).
-pub const MAX_CONFIG_BYTES: i64 = 8 * 1024 * 1024;
 
 const USER_AGENT: &str = concat!("akv-injector-webhook/", env!("CARGO_PKG_VERSION"));
 
@@ -51,13 +53,18 @@ pub struct RegistryOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// How long a tag -> digest answer is reused (`--registry-tag-ttl`).
     pub tag_ttl: Duration,
-    /// How many image configs are kept.
+    /// How many KiB of image configs (their ENTRYPOINT and CMD) are kept.
     pub max_configs: u64,
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Longest wait for a response to read; a lookup task gives up after this even when no
-    /// review waits for it any more.
-    pub read_timeout: Duration,
+    /// Longest one lookup may take in all (every request and body together), even when
+    /// the review's own deadline is longer.
+    pub lookup_timeout: Duration,
+    /// Registry lookups in flight at once across all reviews; more wait for a turn
+    /// (within their review's deadline).
+    pub max_concurrent: usize,
+    /// Which hosts and addresses may be contacted, and redirected to.
+    pub hosts: HostRules,
 }
 
 impl Default for RegistryOptions {
@@ -68,7 +75,9 @@ impl Default for RegistryOptions {
             tag_ttl: Duration::from_secs(60),
             max_configs: 4096,
             connect_timeout: Duration::from_secs(3),
-            read_timeout: Duration::from_secs(10),
+            lookup_timeout: Duration::from_secs(10),
+            max_concurrent: 32,
+            hosts: HostRules::default(),
         }
     }
 }
@@ -130,7 +139,7 @@ impl RegistryMetrics {
             );
             metrics.register(
                 "registry_lookup_errors",
-                "Image lookups that failed, by reason (auth, not_found, unreachable, invalid, other)",
+                "Image lookups that failed, by reason (auth, not_found, unreachable, refused, too_large, timeout, invalid, other)",
                 m.errors.clone(),
             );
             metrics.register(
@@ -143,7 +152,7 @@ impl RegistryMetrics {
     }
 }
 
-/// Why a lookup failed.
+/// Why a lookup failed; the text is the user-facing message (ours only).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 enum FetchError {
     #[error("{0}")]
@@ -152,6 +161,12 @@ enum FetchError {
     NotFound(String),
     #[error("{0}")]
     Unreachable(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -164,30 +179,18 @@ impl FetchError {
             FetchError::Auth(_) => "auth",
             FetchError::NotFound(_) => "not_found",
             FetchError::Unreachable(_) => "unreachable",
+            FetchError::Refused(_) => "refused",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::Timeout(_) => "timeout",
             FetchError::Invalid(_) => "invalid",
             FetchError::Other(_) => "other",
         }
     }
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq)]
-enum AuthKey {
-    Anonymous,
-    Basic(String, String),
-}
-
-impl AuthKey {
-    fn registry_auth(&self) -> RegistryAuth {
-        match self {
-            AuthKey::Anonymous => RegistryAuth::Anonymous,
-            AuthKey::Basic(u, p) => RegistryAuth::Basic(u.clone(), p.clone()),
-        }
-    }
-}
-
 /// One way to authenticate, and how to name it in messages.
 struct Candidate {
-    auth: AuthKey,
+    credentials: Credentials,
     source: String,
 }
 
@@ -206,6 +209,8 @@ struct ConfigKey {
     platform: Platform,
 }
 
+type Fetched = Result<(String, ImageConfig), FetchError>;
+
 /// Reads image configs from registries. Cheap to clone.
 #[derive(Clone)]
 pub struct RegistrySource {
@@ -214,12 +219,14 @@ pub struct RegistrySource {
 
 struct Inner {
     options: RegistryOptions,
-    roots: Vec<Vec<u8>>,
     secrets: Arc<dyn PullSecretSource>,
     acr: Option<Arc<dyn AcrTokenSource>>,
-    clients: moka::sync::Cache<(String, AuthKey), Client>,
+    http: RegistryHttp,
+    permits: Semaphore,
     tags: moka::future::Cache<TagKey, String>,
     configs: moka::future::Cache<ConfigKey, ImageConfig>,
+    tag_flights: SingleFlight<TagKey, Fetched>,
+    config_flights: SingleFlight<ConfigKey, Fetched>,
     metrics: RegistryMetrics,
 }
 
@@ -235,24 +242,19 @@ pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, RegistrySetupError> {
     Ok(certs)
 }
 
-/// An HTTP client for Entra ID and ACR token exchanges, trusting the system roots and `roots`.
+/// An HTTP client for Entra ID and ACR token exchanges, trusting the system roots and
+/// `roots`, with the same host rules as registry lookups (`options.hosts`).
 pub fn http_client(
     roots: &[Vec<u8>],
     options: &RegistryOptions,
 ) -> Result<reqwest13::Client, RegistrySetupError> {
-    crate::tls::install_default_provider();
-    let certs = roots
-        .iter()
-        .map(|der| reqwest13::Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RegistrySetupError::BadCertificate(e.to_string()))?;
-    reqwest13::Client::builder()
-        .tls_certs_merge(certs)
-        .connect_timeout(options.connect_timeout)
-        .timeout(options.read_timeout)
-        .user_agent(USER_AGENT)
-        .build()
-        .map_err(|e| RegistrySetupError::Client(error_chain(&e)))
+    http::guarded_client(
+        &Arc::new(options.hosts.clone()),
+        roots,
+        options.connect_timeout,
+        USER_AGENT,
+    )
+    .map_err(RegistrySetupError::Client)
 }
 
 impl RegistrySource {
@@ -264,59 +266,89 @@ impl RegistrySource {
         acr: Option<Arc<dyn AcrTokenSource>>,
         metrics: Option<&Metrics>,
     ) -> Result<Self, RegistrySetupError> {
-        crate::tls::install_default_provider();
         let roots = match &options.ca_pem {
             Some(pem) => parse_ca_pem(pem)?,
             None => Vec::new(),
         };
+        let rules = Arc::new(options.hosts.clone());
+        let client = http::guarded_client(&rules, &roots, options.connect_timeout, USER_AGENT)
+            .map_err(RegistrySetupError::Client)?;
         let inner = Inner {
-            roots,
             secrets,
             acr,
-            clients: moka::sync::Cache::builder()
-                .max_capacity(512)
-                .time_to_idle(Duration::from_secs(15 * 60))
-                .build(),
+            http: RegistryHttp::new(client, rules),
+            permits: Semaphore::new(options.max_concurrent.max(1)),
             tags: moka::future::Cache::builder()
                 .max_capacity(options.max_configs)
                 .time_to_live(options.tag_ttl)
                 .build(),
+            // Weighed in bytes: at most `max_configs` KiB of ENTRYPOINT/CMD strings.
             configs: moka::future::Cache::builder()
-                .max_capacity(options.max_configs)
+                .max_capacity(options.max_configs.saturating_mul(1024))
+                .weigher(|k: &ConfigKey, v: &ImageConfig| {
+                    let strings: usize = v
+                        .entrypoint
+                        .iter()
+                        .chain(&v.cmd)
+                        .map(|s| s.len() + 24)
+                        .sum();
+                    u32::try_from(
+                        strings + k.host.len() + k.repository.len() + k.digest.len() + 128,
+                    )
+                    .unwrap_or(u32::MAX)
+                })
                 .build(),
+            tag_flights: SingleFlight::default(),
+            config_flights: SingleFlight::default(),
             metrics: RegistryMetrics::new(metrics),
             options,
         };
-        // Fail at start, not at the first lookup, if the client cannot be made.
-        inner.make_client()?;
         Ok(RegistrySource {
             inner: Arc::new(inner),
         })
     }
+
+    /// How many lookups are in flight (a test hook: none may outlive its reviews).
+    pub fn in_flight(&self) -> usize {
+        self.inner.tag_flights.len() + self.inner.config_flights.len()
+    }
+}
+
+/// What a lookup needs of the pod, without the pod (which may be large).
+#[derive(Clone)]
+struct Who {
+    refs: Arc<PullSecretRefs>,
 }
 
 #[async_trait]
 impl ImageConfigSource for RegistrySource {
-    async fn image_config(&self, image: &str, pod: &Pod) -> Result<ImageConfig, LookupError> {
+    async fn image_config(
+        &self,
+        image: &str,
+        pod: &Pod,
+        namespace: &str,
+    ) -> Result<ImageConfig, LookupError> {
         let started = Instant::now();
-        let inner = Arc::clone(&self.inner);
+        let inner = &self.inner;
         let platform = Platform::for_pod(pod, &inner.options.default_platform);
-        let result = match ImageRef::parse(image) {
-            Err(e) => Err(FetchError::Invalid(e)),
-            Ok(image_ref) => {
-                let pod = pod.clone();
-                // Its own task: a review that stops waiting does not stop the lookup.
-                let task = tokio::spawn(async move {
-                    let inner2 = Arc::clone(&inner);
-                    inner2.lookup(&image_ref, &platform, &pod).await
-                });
-                match task.await {
+        let limit = inner.options.lookup_timeout;
+        let result = match (ImageRef::parse(image), PullSecretRefs::of(pod, namespace)) {
+            (Err(e), _) | (_, Err(e)) => Err(FetchError::Invalid(e)),
+            (Ok(image_ref), Ok(refs)) => {
+                let who = Who {
+                    refs: Arc::new(refs),
+                };
+                match tokio::time::timeout(limit, inner.lookup(&image_ref, &platform, &who)).await {
                     Ok(result) => result,
-                    Err(e) => Err(FetchError::Other(format!("the lookup task failed: {e}"))),
+                    Err(_) => Err(FetchError::Timeout(format!(
+                        "timeout: registry {} did not answer within {}",
+                        image_ref.host(),
+                        akv_core::settings::format_duration(limit)
+                    ))),
                 }
             }
         };
-        let metrics = &self.inner.metrics;
+        let metrics = &inner.metrics;
         metrics.duration.observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             metrics
@@ -330,38 +362,6 @@ impl ImageConfigSource for RegistrySource {
 }
 
 impl Inner {
-    fn make_client(&self) -> Result<Client, RegistrySetupError> {
-        let config = ClientConfig {
-            protocol: ClientProtocol::Https,
-            extra_root_certificates: self
-                .roots
-                .iter()
-                .map(|der| Certificate {
-                    encoding: CertificateEncoding::Der,
-                    data: der.clone(),
-                })
-                .collect(),
-            connect_timeout: Some(self.options.connect_timeout),
-            read_timeout: Some(self.options.read_timeout),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        Client::try_from(config).map_err(|e| RegistrySetupError::Client(error_chain(&e)))
-    }
-
-    /// One client per registry and credential: `oci-client` keeps one auth per registry.
-    fn client(&self, host: &str, auth: &AuthKey) -> Result<Client, FetchError> {
-        let key = (host.to_string(), auth.clone());
-        if let Some(client) = self.clients.get(&key) {
-            return Ok(client);
-        }
-        let client = self
-            .make_client()
-            .map_err(|e| FetchError::Other(e.to_string()))?;
-        self.clients.insert(key, client.clone());
-        Ok(client)
-    }
-
     fn count(&self, cache: &'static str, hit: bool) {
         let family = if hit {
             &self.metrics.hits
@@ -372,114 +372,151 @@ impl Inner {
     }
 
     async fn lookup(
-        &self,
+        self: &Arc<Self>,
         image: &ImageRef,
         platform: &Platform,
-        pod: &Pod,
+        who: &Who,
     ) -> Result<ImageConfig, FetchError> {
         let host = image.host().to_string();
         let repository = image.repository().to_string();
-        let mut tag_fetched_config = false;
+        let config_key = |digest: &str| ConfigKey {
+            host: host.clone(),
+            repository: repository.clone(),
+            digest: digest.to_string(),
+            platform: platform.clone(),
+        };
         let digest = match (image.digest(), image.tag()) {
             (Some(digest), _) => digest.to_string(),
             (None, tag) => {
+                let tag = tag.unwrap_or("latest").to_string();
                 let key = TagKey {
                     host: host.clone(),
                     repository: repository.clone(),
-                    tag: tag.unwrap_or("latest").to_string(),
+                    tag: tag.clone(),
                 };
-                let (digest, hit) = self
-                    .cached(&self.tags, key, || async {
-                        let (digest, config) =
-                            self.fetch(image, image.reference(), platform, pod).await?;
-                        self.configs
-                            .insert(
-                                ConfigKey {
-                                    host: host.clone(),
-                                    repository: repository.clone(),
-                                    digest: digest.clone(),
-                                    platform: platform.clone(),
-                                },
-                                config,
-                            )
-                            .await;
-                        Ok(digest)
-                    })
-                    .await?;
-                self.count("tag", hit);
-                tag_fetched_config = !hit;
-                digest
+                match self.tags.get(&key).await {
+                    Some(digest) => {
+                        self.count("tag", true);
+                        digest
+                    }
+                    None => {
+                        let (_, config, hit) = self
+                            .shared(&self.tag_flights, key, image, &tag, platform, who)
+                            .await?;
+                        self.count("tag", hit);
+                        if hit {
+                            // Read by another review's flight: a config cache hit too.
+                            self.count("config", true);
+                        }
+                        return Ok(config);
+                    }
+                }
             }
         };
-        let key = ConfigKey {
-            host,
-            repository,
-            digest: digest.clone(),
-            platform: platform.clone(),
-        };
-        let by_digest = image.with_digest(&digest);
-        let (config, hit) = self
-            .cached(&self.configs, key, || async {
-                Ok(self.fetch(image, &by_digest, platform, pod).await?.1)
-            })
-            .await?;
-        if !tag_fetched_config {
-            self.count("config", hit);
+        let key = config_key(&digest);
+        if let Some(config) = self.configs.get(&key).await {
+            self.count("config", true);
+            return Ok(config);
         }
+        let (_, config, hit) = self
+            .shared(&self.config_flights, key, image, &digest, platform, who)
+            .await?;
+        self.count("config", hit);
         Ok(config)
     }
 
-    /// `cache`'s value for `key`, made by `init` on a miss; concurrent callers for the same
-    /// key share one `init`. `(value, hit)`. When another caller's `init` failed (with its
-    /// pod's credentials), this caller tries once more with its own.
-    async fn cached<K, V, F, Fut>(
-        &self,
-        cache: &moka::future::Cache<K, V>,
+    /// Fetches `reference` in a single flight for `key`: `(digest, config, hit)`, both
+    /// stored in the caches. When another caller's flight was refused or found nothing
+    /// (with its pod's credentials), this caller tries once more with its own.
+    async fn shared<K>(
+        self: &Arc<Self>,
+        flights: &SingleFlight<K, Fetched>,
         key: K,
-        init: F,
-    ) -> Result<(V, bool), FetchError>
+        image: &ImageRef,
+        reference: &str,
+        platform: &Platform,
+        who: &Who,
+    ) -> Result<(String, ImageConfig, bool), FetchError>
     where
-        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<V, FetchError>>,
+        K: std::hash::Hash + Eq + Clone,
     {
-        let mut last = None;
-        for _ in 0..2 {
-            let ran = AtomicBool::new(false);
-            let entry = cache
-                .entry(key.clone())
-                .or_try_insert_with(async {
-                    ran.store(true, Ordering::Relaxed);
-                    init().await
-                })
-                .await;
-            match entry {
-                Ok(entry) => {
-                    let hit = !entry.is_fresh();
-                    return Ok((entry.into_value(), hit));
-                }
-                Err(e) => {
-                    if ran.load(Ordering::Relaxed) {
-                        return Err((*e).clone());
-                    }
-                    last = Some((*e).clone());
-                }
+        let start = || {
+            let (me, image, reference, platform, who) = (
+                Arc::clone(self),
+                image.clone(),
+                reference.to_string(),
+                platform.clone(),
+                who.clone(),
+            );
+            async move { me.fetch_and_keep(&image, &reference, &platform, &who).await }.boxed()
+        };
+        let (result, started) = flights.run(key, start).await;
+        match result {
+            Ok((digest, config)) => Ok((digest, config, !started)),
+            Err(FetchError::Auth(_) | FetchError::NotFound(_)) if !started => {
+                let (digest, config) = self.fetch_and_keep(image, reference, platform, who).await?;
+                Ok((digest, config, false))
             }
+            Err(e) => Err(e),
         }
-        Err(last.unwrap_or_else(|| FetchError::Other("lookup failed".to_string())))
+    }
+
+    /// Fetches and fills both caches.
+    async fn fetch_and_keep(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        platform: &Platform,
+        who: &Who,
+    ) -> Fetched {
+        let (digest, config) = self.fetch(image, reference, platform, who).await?;
+        let host = image.host().to_string();
+        let repository = image.repository().to_string();
+        self.configs
+            .insert(
+                ConfigKey {
+                    host: host.clone(),
+                    repository: repository.clone(),
+                    digest: digest.clone(),
+                    platform: platform.clone(),
+                },
+                config.clone(),
+            )
+            .await;
+        if image.digest().is_none() {
+            let tag = image.tag().unwrap_or("latest").to_string();
+            self.tags
+                .insert(
+                    TagKey {
+                        host,
+                        repository,
+                        tag,
+                    },
+                    digest.clone(),
+                )
+                .await;
+        }
+        Ok((digest, config))
     }
 
     /// Who to be: the pod's matching pull secrets, in order; else the webhook's workload
     /// identity for ACR; else anonymous. `notes` say what was skipped and why.
-    async fn candidates(&self, image: &ImageRef, pod: &Pod) -> (Vec<Candidate>, Vec<String>) {
-        let (creds, mut notes) =
-            credentials_for(&*self.secrets, pod, image.registry(), image.repository()).await;
+    async fn candidates(&self, image: &ImageRef, who: &Who) -> (Vec<Candidate>, Vec<String>) {
+        let (creds, mut notes) = credentials_for(
+            &*self.secrets,
+            &who.refs,
+            image.registry(),
+            image.repository(),
+        )
+        .await;
         if !creds.is_empty() {
             let list = creds
                 .into_iter()
                 .map(|c| Candidate {
-                    auth: AuthKey::Basic(c.username, c.password),
+                    credentials: Credentials::Basic {
+                        username: c.username,
+                        password: c.password,
+                    },
                     source: format!("the credentials of {}", c.source),
                 })
                 .collect();
@@ -490,7 +527,10 @@ impl Inner {
                 Some(acr) => match acr.refresh_token(image.host()).await {
                     Ok(token) => {
                         let candidate = Candidate {
-                            auth: AuthKey::Basic(ACR_USER.to_string(), token),
+                            credentials: Credentials::Basic {
+                                username: ACR_USER.to_string(),
+                                password: token,
+                            },
                             source: "the webhook's workload identity".to_string(),
                         };
                         return (vec![candidate], notes);
@@ -504,7 +544,7 @@ impl Inner {
             }
         }
         let anonymous = Candidate {
-            auth: AuthKey::Anonymous,
+            credentials: Credentials::Anonymous,
             source: format!(
                 "anonymous access (no pull secret of the pod or its service account matches {})",
                 image.registry()
@@ -515,28 +555,44 @@ impl Inner {
 
     /// Reads `reference` (a tag or a digest of `image`'s repository) and the config of its
     /// manifest for `platform`, trying each candidate credential until one is accepted.
+    /// Waits for a turn among all reviews' lookups first.
     async fn fetch(
         &self,
         image: &ImageRef,
-        reference: &Reference,
+        reference: &str,
         platform: &Platform,
-        pod: &Pod,
-    ) -> Result<(String, ImageConfig), FetchError> {
-        let (candidates, notes) = self.candidates(image, pod).await;
+        who: &Who,
+    ) -> Fetched {
+        let _turn = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Other("the webhook is stopping".to_string()))?;
+        if let Err(refused) = self.http.rules().check_host(image.host()) {
+            return Err(FetchError::Refused(refused.to_string()));
+        }
+        let (candidates, notes) = self.candidates(image, who).await;
         let mut last = FetchError::Other("no credentials to try".to_string());
         let count = candidates.len();
         for (i, candidate) in candidates.into_iter().enumerate() {
-            let client = self.client(image.host(), &candidate.auth)?;
-            let auth = candidate.auth.registry_auth();
             let known = Known {
                 configs: &self.configs,
                 host: image.host(),
                 repository: image.repository(),
             };
-            match fetch_config(&client, &auth, image, reference, platform, known).await {
+            match fetch_config(
+                &self.http,
+                &candidate.credentials,
+                image,
+                reference,
+                platform,
+                known,
+            )
+            .await
+            {
                 Ok(found) => return Ok(found),
                 Err(e) => {
-                    let e = describe(e, image, &candidate.source, &notes);
+                    let e = describe(e, image, reference, &candidate.source, &notes);
                     let retry = matches!(e, FetchError::Auth(_)) && i + 1 < count;
                     last = e;
                     if !retry {
@@ -551,13 +607,13 @@ impl Inner {
 
 /// What the lookup of one manifest and its config can fail with, before it is described.
 enum RawError {
-    Oci(OciDistributionError),
-    Invalid(String),
+    Http(HttpError),
+    Platform(String),
 }
 
-impl From<OciDistributionError> for RawError {
-    fn from(e: OciDistributionError) -> Self {
-        RawError::Oci(e)
+impl From<HttpError> for RawError {
+    fn from(e: HttpError) -> Self {
+        RawError::Http(e)
     }
 }
 
@@ -568,15 +624,85 @@ struct Known<'a> {
     repository: &'a str,
 }
 
+/// Most entries read of an image index (real ones have a few dozen at most).
+const MAX_INDEX_ENTRIES: usize = 256;
+/// Most items of an ENTRYPOINT or CMD, and their total size, that are kept.
+const MAX_ARGV_ITEMS: usize = 1024;
+const MAX_ARGV_BYTES: usize = 64 * 1024;
+
+/// A descriptor, as far as it is read.
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    size: i64,
+}
+
+/// An image manifest or an index, whichever the registry sent; nothing else is kept.
+#[derive(Deserialize)]
+struct AnyManifest {
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default, deserialize_with = "at_most::<_, _, MAX_INDEX_ENTRIES>")]
+    manifests: Option<Vec<IndexEntry>>,
+}
+
+fn parse_manifest(body: &[u8]) -> Result<AnyManifest, HttpError> {
+    serde_json::from_slice(body).map_err(|e| {
+        HttpError::Invalid(format!(
+            "the manifest is not a valid OCI or Docker manifest ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// A descriptor's size as a read limit; `too large` beyond `cap`.
+fn declared_size(size: i64, what: &'static str, cap: u64) -> Result<u64, HttpError> {
+    let size = u64::try_from(size)
+        .map_err(|_| HttpError::Invalid(format!("the {what}'s descriptor has a negative size")))?;
+    if size > cap {
+        return Err(HttpError::TooLarge {
+            what,
+            limit: cap,
+            declared: false,
+        });
+    }
+    Ok(size)
+}
+
+/// A platform name from an index, if it is short and plain (it reaches messages).
+fn plain(s: &str) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    ok.then_some(s)
+}
+
 async fn fetch_config(
-    client: &Client,
-    auth: &RegistryAuth,
+    http: &RegistryHttp,
+    credentials: &Credentials,
     image: &ImageRef,
-    reference: &Reference,
+    reference: &str,
     platform: &Platform,
     known: Known<'_>,
 ) -> Result<(String, ImageConfig), RawError> {
-    let (manifest, digest) = client.pull_manifest(reference, auth).await?;
+    let (host, repository) = (image.host(), image.repository());
+    let by_digest = reference.contains(':');
+    if by_digest {
+        http::valid_digest(reference)?;
+    }
+    let body = http
+        .manifest(host, repository, reference, None, credentials)
+        .await?;
+    let digest = if by_digest {
+        http::verify_digest(reference, &body, "manifest")?;
+        reference.to_string()
+    } else {
+        http::sha256_digest(&body)
+    };
     let key = ConfigKey {
         host: known.host.to_string(),
         repository: known.repository.to_string(),
@@ -586,52 +712,61 @@ async fn fetch_config(
     if let Some(config) = known.configs.get(&key).await {
         return Ok((digest, config));
     }
-    let manifest: OciImageManifest = match manifest {
-        OciManifest::Image(m) => m,
-        OciManifest::ImageIndex(index) => {
-            let Some(entry) = platform.pick(&index.manifests) else {
-                let have: Vec<String> = index
-                    .manifests
+    let manifest = parse_manifest(&body)?;
+    drop(body);
+    let config = match (manifest.manifests, manifest.config) {
+        (Some(entries), _) => {
+            let Some(entry) = platform.pick(&entries) else {
+                let have: Vec<String> = entries
                     .iter()
                     .filter_map(|e| e.platform.as_ref())
-                    .map(|p| match &p.variant {
-                        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                        None => format!("{}/{}", p.os, p.architecture),
+                    .filter_map(|p| {
+                        let (os, arch) = (plain(&p.os)?, plain(&p.architecture)?);
+                        Some(match p.variant.as_deref().and_then(plain) {
+                            Some(v) => format!("{os}/{arch}/{v}"),
+                            None => format!("{os}/{arch}"),
+                        })
                     })
+                    .take(16)
                     .collect();
-                return Err(RawError::Invalid(format!(
+                return Err(RawError::Platform(format!(
                     "the image index has no manifest for the pod's platform {platform} (it has: {}); set the pod's kubernetes.io/arch node selector or the webhook's --default-platform",
                     have.join(", ")
                 )));
             };
-            match client
-                .pull_manifest(&image.with_digest(&entry.digest), auth)
-                .await?
-            {
-                (OciManifest::Image(m), _) => m,
-                (OciManifest::ImageIndex(_), _) => {
-                    return Err(RawError::Invalid(format!(
-                        "the {platform} entry of the image index is another index"
-                    )))
+            http::valid_digest(&entry.digest)?;
+            let size = declared_size(entry.size, "manifest", MAX_MANIFEST_BYTES)?;
+            let body = http
+                .manifest(host, repository, &entry.digest, Some(size), credentials)
+                .await?;
+            http::verify_digest(&entry.digest, &body, "manifest")?;
+            match parse_manifest(&body)? {
+                AnyManifest {
+                    config: Some(config),
+                    manifests: None,
+                } => config,
+                _ => {
+                    return Err(RawError::Http(HttpError::Invalid(format!(
+                        "the {platform} entry of the image index is not an image manifest"
+                    ))))
                 }
             }
         }
+        (None, Some(config)) => config,
+        (None, None) => {
+            return Err(RawError::Http(HttpError::Invalid(
+                "the manifest has neither a config nor manifests".to_string(),
+            )))
+        }
     };
-    if manifest.config.size > MAX_CONFIG_BYTES {
-        return Err(RawError::Invalid(format!(
-            "the image config is {} bytes, more than the {MAX_CONFIG_BYTES} this webhook reads",
-            manifest.config.size
-        )));
-    }
-    let mut data: Vec<u8> = Vec::with_capacity(usize::try_from(manifest.config.size).unwrap_or(0));
-    client
-        .pull_blob(
-            &image.with_digest(&manifest.config.digest),
-            &manifest.config,
-            &mut data,
-        )
+    http::valid_digest(&config.digest)?;
+    let size = declared_size(config.size, "image config", MAX_CONFIG_BYTES)?;
+    let data = http
+        .blob(host, repository, &config.digest, size, credentials)
         .await?;
-    Ok((digest, parse_config(&data).map_err(RawError::Invalid)?))
+    http::verify_digest(&config.digest, &data, "image config")?;
+    let config = parse_config(&data).map_err(|e| RawError::Http(HttpError::Invalid(e)))?;
+    Ok((digest, config))
 }
 
 #[derive(Deserialize)]
@@ -642,29 +777,62 @@ struct ConfigFile {
 
 #[derive(Deserialize)]
 struct RunConfig {
-    #[serde(rename = "Entrypoint", default)]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        deserialize_with = "at_most::<_, _, MAX_ARGV_ITEMS>"
+    )]
     entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default)]
+    #[serde(
+        rename = "Cmd",
+        default,
+        deserialize_with = "at_most::<_, _, MAX_ARGV_ITEMS>"
+    )]
     cmd: Option<Vec<String>>,
 }
 
-/// ENTRYPOINT and CMD of an image config (OCI or Docker; absent or null means none).
+/// ENTRYPOINT and CMD of an image config (OCI or Docker; absent or null means none). The
+/// error names the position only: the config is the registry's text.
 pub fn parse_config(data: &[u8]) -> Result<ImageConfig, String> {
-    let file: ConfigFile = serde_json::from_slice(data)
-        .map_err(|e| format!("the image config is not valid JSON: {e}"))?;
+    let file: ConfigFile = serde_json::from_slice(data).map_err(|e| {
+        format!(
+            "the image config is not valid JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
     let run = file.config.unwrap_or(RunConfig {
         entrypoint: None,
         cmd: None,
     });
+    let bytes: usize = [&run.entrypoint, &run.cmd]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(String::len)
+        .sum();
+    if bytes > MAX_ARGV_BYTES {
+        return Err(format!(
+            "too large: the image's ENTRYPOINT and CMD hold {bytes} bytes, more than the {MAX_ARGV_BYTES} a pod spec can carry here"
+        ));
+    }
     Ok(ImageConfig {
         entrypoint: run.entrypoint.unwrap_or_default(),
         cmd: run.cmd.unwrap_or_default(),
     })
 }
 
-/// A user-facing message for a failed fetch: which registry, what it said, which
-/// credentials were used, and what was skipped.
-fn describe(error: RawError, image: &ImageRef, source: &str, notes: &[String]) -> FetchError {
+/// A user-facing message for a failed fetch: which registry, our classification of what
+/// happened, which credentials were used, and what was skipped. Nothing the registry
+/// wrote is in it beyond a sanitized error code.
+fn describe(
+    error: RawError,
+    image: &ImageRef,
+    reference: &str,
+    source: &str,
+    notes: &[String],
+) -> FetchError {
     let host = image.host();
     let name = image.name();
     let also = if notes.is_empty() {
@@ -672,83 +840,32 @@ fn describe(error: RawError, image: &ImageRef, source: &str, notes: &[String]) -
     } else {
         format!(" (also: {})", notes.join("; "))
     };
-    let auth = |what: &str| {
-        FetchError::Auth(format!(
-            "registry {host} refused to serve {name} to {source}: {what}{also}"
-        ))
-    };
-    let not_found = |what: &str| {
-        FetchError::NotFound(format!(
-            "{} was not found in registry {host}: {what}",
-            image.reference()
-        ))
-    };
     let e = match error {
-        RawError::Invalid(msg) => return FetchError::Invalid(msg),
-        RawError::Oci(e) => e,
+        RawError::Platform(msg) => return FetchError::Invalid(msg),
+        RawError::Http(e) => e,
     };
     match e {
-        OciDistributionError::UnauthorizedError { .. } => auth("HTTP 401 unauthorized"),
-        OciDistributionError::AuthenticationFailure(reason) => {
-            auth(&format!("authentication failed: {}", reason.trim()))
+        HttpError::Unauthorized { .. } => FetchError::Auth(format!(
+            "registry {host} refused to serve {name} to {source}: {e}{also}"
+        )),
+        HttpError::NotFound { .. } => {
+            let at = if reference.contains(':') { '@' } else { ':' };
+            FetchError::NotFound(format!(
+                "{name}{at}{reference} was not found in registry {host}: {e}"
+            ))
         }
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            let text = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
-                auth(&text)
-            } else if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound
-                        | OciErrorCode::BlobUnknown
-                )
-            }) {
-                not_found(&text)
-            } else {
-                FetchError::Other(format!("registry {host} answered an error: {text}{also}"))
-            }
+        HttpError::Refused(refused) => FetchError::Refused(refused.to_string()),
+        HttpError::Hop(message) => FetchError::Refused(format!("registry {host}: {message}")),
+        HttpError::TooLarge { .. } => FetchError::TooLarge(format!("registry {host}: {e}")),
+        HttpError::Timeout => FetchError::Timeout(format!("registry {host}: timeout")),
+        HttpError::Connect(words) => {
+            FetchError::Unreachable(format!("cannot reach registry {host}: {words}"))
         }
-        OciDistributionError::ServerError { code, message, .. } => {
-            let message: String = message.trim().chars().take(200).collect();
-            match code {
-                401 | 403 => auth(&format!("HTTP {code} {message}")),
-                404 => not_found(&format!("HTTP 404 {message}")),
-                _ => FetchError::Other(format!(
-                    "registry {host} answered HTTP {code}: {message}{also}"
-                )),
-            }
+        HttpError::Invalid(message) => FetchError::Invalid(format!("registry {host}: {message}")),
+        HttpError::Status { .. } => {
+            FetchError::Other(format!("registry {host} answered {e}{also}"))
         }
-        OciDistributionError::RequestError(e) => {
-            FetchError::Unreachable(format!("cannot reach registry {host}: {}", error_chain(&e)))
-        }
-        other => FetchError::Other(format!("registry {host}: {}", error_chain(&other))),
     }
-}
-
-/// An error with its sources, `a: b: c`, without repeats.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,28 @@ use std::fmt;
 use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::Pod;
-use oci_client::manifest::ImageIndexEntry;
+use serde::Deserialize;
+
+/// What is read of one entry of an image index (nothing else is kept in memory).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IndexEntry {
+    pub digest: String,
+    #[serde(default)]
+    pub size: i64,
+    #[serde(default)]
+    pub platform: Option<EntryPlatform>,
+}
+
+/// The platform of an [`IndexEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EntryPlatform {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
 
 const ARCH_LABELS: [&str; 2] = ["kubernetes.io/arch", "beta.kubernetes.io/arch"];
 const OS_LABELS: [&str; 2] = ["kubernetes.io/os", "beta.kubernetes.io/os"];
@@ -85,19 +106,19 @@ impl Platform {
     /// The digest of the entry of an image index that this platform runs, as the container
     /// runtime would pick it: same OS and architecture; the variant must match when one is
     /// asked for, and otherwise the usual one (`v8` for arm64, `v7` for arm) or none wins.
-    pub fn pick<'a>(&self, entries: &'a [ImageIndexEntry]) -> Option<&'a ImageIndexEntry> {
+    pub fn pick<'a>(&self, entries: &'a [IndexEntry]) -> Option<&'a IndexEntry> {
         let same = entries.iter().filter(|e| {
-            e.platform.as_ref().is_some_and(|p| {
-                p.os.to_string() == self.os && p.architecture.to_string() == self.arch
-            })
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os == self.os && p.architecture == self.arch)
         });
-        let variant_of = |e: &ImageIndexEntry| e.platform.as_ref().and_then(|p| p.variant.clone());
+        let variant_of = |e: &IndexEntry| e.platform.as_ref().and_then(|p| p.variant.clone());
         let wanted = self.variant.clone().or_else(|| match self.arch.as_str() {
             "arm64" => Some("v8".to_string()),
             "arm" => Some("v7".to_string()),
             _ => None,
         });
-        let candidates: Vec<&ImageIndexEntry> = same.collect();
+        let candidates: Vec<&IndexEntry> = same.collect();
         if let Some(exact) = candidates.iter().find(|e| variant_of(e) == wanted) {
             return Some(exact);
         }
@@ -224,15 +245,14 @@ mod tests {
 
     #[test]
     fn picks_entries() {
-        let entry =
-            |digest: &str, os: &str, arch: &str, variant: Option<&str>| -> ImageIndexEntry {
-                serde_json::from_value(json!({
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": digest, "size": 1,
-                    "platform": {"os": os, "architecture": arch, "variant": variant}
-                }))
-                .expect("entry")
-            };
+        let entry = |digest: &str, os: &str, arch: &str, variant: Option<&str>| -> IndexEntry {
+            serde_json::from_value(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": 1,
+                "platform": {"os": os, "architecture": arch, "variant": variant}
+            }))
+            .expect("entry")
+        };
         let entries = vec![
             entry("sha256:unknown", "unknown", "unknown", None),
             entry("sha256:amd64", "linux", "amd64", None),
