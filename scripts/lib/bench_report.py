@@ -13,12 +13,11 @@ inpod = load("inpod.json")
 sizes = load("sizes.json")
 machine = load("machine.json")
 med = statistics.median
-peer_by = {p["name"]: p for p in peers}
+given = {p["var"] for p in peers}
 
 
-def peer_cell(*names):
-    missing = [n for n in names if "binary" not in peer_by[n]]
-    return "not built¹" if missing else "built, no runner"
+def peer_cell(var):
+    return "given, no runner yet" if var in given else "not given¹"
 
 
 print(f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['mem_gib']} GiB, Linux {machine['kernel']}; "
@@ -30,8 +29,8 @@ print(f"### Webhooks — medians of {web['rounds']} rounds; {web['duration_s']} 
 print()
 print("| review | figure | akv-webhook (ours) | vault-secrets-webhook | akv2k8s azure-keyvault-secrets-webhook |")
 print("| --- | --- | --- | --- | --- |")
-vsw = peer_cell("vault-secrets-webhook")
-akw = peer_cell("azure-keyvault-secrets-webhook")
+vsw = peer_cell("PEER_VAULT_SECRETS_WEBHOOK")
+akw = peer_cell("PEER_AKV2K8S_WEBHOOK")
 reviews = []
 for s in web["samples"]:
     if s["review"] not in reviews:
@@ -58,8 +57,8 @@ print()
 print(f"### In-pod binary — {inpod['delay_ms']} ms added to every request (TCP proxy in front of the token endpoint "
       f"and the vault), {inpod['runs']} runs per row, medians")
 print()
-venv = peer_cell("vault-env")
-akenv = peer_cell("azure-keyvault-env")
+venv = peer_cell("PEER_VAULT_ENV")
+akenv = peer_cell("PEER_AKV2K8S_ENV")
 names = []
 for r in inpod["results"]:
     if r["impl"] not in names:
@@ -90,14 +89,13 @@ for n in names:
     print(f"- {n}: `{sizes[n]['file']}`")
 print(f"- akv-webhook: {sizes['akv-webhook']['stripped_bytes'] / 1048576:.1f} MiB stripped (glibc build, as `cargo build --release`).")
 print()
-print("¹ Peers (Go module proxy answers):")
+print("¹ Peers are taken by path (PEER_VAULT_SECRETS_WEBHOOK, PEER_SECRET_INIT, PEER_VAULT_ENV,")
+print("PEER_AKV2K8S_WEBHOOK, PEER_AKV2K8S_ENV), built outside this repository; given in this run:")
 print()
 for p in peers:
-    if "binary" in p:
-        print(f"- `{p['package']}@{p['version']}`: built at `{p['binary']}`")
-    else:
-        first = next((l for l in p["error"].splitlines() if "403" in l or "refused" in l or "not permitted" in l), p["error"].splitlines()[0])
-        print(f"- `{p['package']}@{p['version']}`: not built — `{first.strip()}`")
+    print(f"- {p['var']}: `{p['binary']}` ({p['bytes']} bytes)")
+if not peers:
+    print("- none")
 print()
 print("### Registry lookup")
 print()
