@@ -108,23 +108,14 @@ fn no_references_needs_no_identity() {
 
 fn make_chain(tb: &Testbed, dir: &std::path::Path) {
     let o = |args: &[&str]| openssl(tb, dir, args);
-    o(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
+    self_signed(
+        tb,
+        dir,
         "root.key",
-        "-out",
         "root.pem",
-        "-days",
-        "2",
-        "-subj",
         "/CN=Test Root",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-    ]);
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+    );
     o(&[
         "req",
         "-newkey",

@@ -154,11 +154,19 @@ fn named_tls() -> &'static NamedTls {
         let dir = std::env::temp_dir().join(format!("akv-env-named-tls-{}", random_hex(10)));
         std::fs::create_dir_all(&dir).expect("dir");
         let o = |args: &[&str]| openssl(tb, &dir, args);
-        o(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=akv-env named vault test CA", "-addext",
-            "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-        ]);
+        self_signed(
+            tb,
+            &dir,
+            "ca.key",
+            "ca.pem",
+            "/CN=akv-env named vault test CA",
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        );
         o(&[
             "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
             "server.csr", "-subj", "/CN=vault.azure.net",
@@ -350,25 +358,7 @@ fn certificate_by_version_has_no_policy_and_its_key_is_managed() {
     let pod = Pod::new(tb);
     pod.grant(tb, "a");
     let dir = &pod.dir;
-    openssl(
-        tb,
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=default",
-        ],
-    );
+    self_signed(tb, dir, "k.pem", "c.pem", "/CN=default", &[]);
     openssl(
         tb,
         dir,

@@ -5,6 +5,8 @@
 //! bytes produced, warnings returned. The timing of the same pods in release is
 //! `scripts/bench-max-pod`.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -88,20 +90,7 @@ fn env_annotations(count: usize) -> Value {
 }
 
 fn review(object: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "team-a",
-            "operation": "CREATE",
-            "userInfo": {},
-            "object": object,
-        }
-    }))
-    .expect("json")
+    common::pod_review("u-1", "team-a", object.clone())
 }
 
 struct Answer {

@@ -10,6 +10,8 @@
 //! The pull secrets of pods and service accounts come from an in-memory
 //! `PullSecretSource` (the Kubernetes-backed one is a thin `kube::Api::get_opt`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -161,20 +163,11 @@ fn review(image: &str, extra: Value) -> Vec<u8> {
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "team",
-            "operation": "CREATE",
-            "userInfo": {},
-            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-", "labels": {"azure.workload.identity/use": "true"}}, "spec": spec},
-        }
-    }))
-    .expect("json")
+    common::pod_review(
+        "u-1",
+        "team",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-", "labels": {"azure.workload.identity/use": "true"}}, "spec": spec}),
+    )
 }
 
 /// `(allowed, message, decoded patch)`.

@@ -9,6 +9,8 @@
 //! The last test runs the `akv-webhook` binary under a hostile review mix over 500
 //! distinct registry hosts and reports its peak RSS.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -705,20 +707,11 @@ fn review(images: &[&str]) -> Vec<u8> {
                    "env": [{"name": "DB", "value": "akv://kv-1/db-password"}]})
         })
         .collect();
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "team",
-            "operation": "CREATE",
-            "userInfo": {},
-            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"}, "spec": {"containers": containers}},
-        }
-    }))
-    .expect("json")
+    common::pod_review(
+        "u-1",
+        "team",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"}, "spec": {"containers": containers}}),
+    )
 }
 
 fn answer(body: &[u8]) -> (bool, String) {

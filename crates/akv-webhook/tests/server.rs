@@ -2,6 +2,8 @@
 //! here with rcgen), certificate reloads the way kubelet updates a Secret volume, timeouts,
 //! graceful shutdown, and the binary's flags.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1060,20 +1062,7 @@ fn review_with_marker(marker: &str, uid: &str, annotations: Value) -> Vec<u8> {
             ],
         }]},
     });
-    serde_json::to_vec(&serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "team-a",
-            "operation": "CREATE",
-            "userInfo": {"username": "dev"},
-            "object": pod,
-        },
-    }))
-    .expect("json")
+    common::pod_review(uid, "team-a", pod)
 }
 
 #[tokio::test]

@@ -288,3 +288,14 @@ pub fn openssl(tb: &Testbed, dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A self-signed RSA certificate made by openssl in `dir`: `key` and `cert` (PEM), valid
+/// for 2 days, with `extra` arguments (e.g. `-addext ...`).
+pub fn self_signed(tb: &Testbed, dir: &Path, key: &str, cert: &str, subject: &str, extra: &[&str]) {
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days",
+        "2", "-subj", subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(tb, dir, &args);
+}
