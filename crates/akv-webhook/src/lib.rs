@@ -6,6 +6,7 @@ pub mod args;
 pub mod inject;
 pub mod metrics;
 pub mod registry;
+mod run;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -114,7 +114,7 @@ impl CertResolver {
     }
 
     /// The certificate served now.
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
 
@@ -125,7 +125,7 @@ impl CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.current())
     }
 }
 
@@ -211,7 +211,7 @@ enum Seen {
 
 /// What one check of the files found.
 #[derive(Debug)]
-pub enum Check {
+enum Check {
     /// Same bytes as last time (or the same read error).
     Unchanged,
     /// A new pair is being served.
@@ -248,7 +248,7 @@ impl Reloader {
     }
 
     /// Re-reads the files once and reloads if they changed.
-    pub async fn check(&mut self) -> Check {
+    async fn check(&mut self) -> Check {
         let read = read_pair(&self.files).await;
         let now = match &read {
             Ok((cert, key)) => Seen::Pair {

@@ -43,7 +43,8 @@ fn admission() -> Arc<Admission> {
 }
 
 fn state() -> AppState {
-    AppState::new(admission(), Arc::new(Metrics::new()))
+    let request_timeout = Tuning::default().request_timeout;
+    AppState::new(admission(), Arc::new(Metrics::new()), request_timeout)
 }
 
 fn post_mutate(body: impl Into<Body>, content_type: Option<&str>) -> Request<Body> {

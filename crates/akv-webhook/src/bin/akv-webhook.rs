@@ -1,14 +1,11 @@
-//! akv-webhook: parse flags, set up logging, serve until SIGTERM/SIGINT.
+//! akv-webhook: parse flags, then run (logging, serving until SIGTERM/SIGINT).
 
-use anyhow::Context as _;
 use clap::Parser as _;
 
-use akv_webhook::{args::Args, server, telemetry};
+use akv_webhook::args::Args;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    telemetry::init(args.log_format).context("cannot set up logging")?;
-    server::run(args).await?;
+    Args::parse().run().await?;
     Ok(())
 }
