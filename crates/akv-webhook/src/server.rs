@@ -123,10 +123,8 @@ pub struct Options {
 
 /// Both listeners, bound, with the serving certificate loaded.
 pub struct Server {
-    https: TcpListener,
-    https_addr: SocketAddr,
-    metrics_listener: TcpListener,
-    metrics_addr: SocketAddr,
+    https: Bound,
+    metrics_listener: Bound,
     tls: Arc<rustls::ServerConfig>,
     reloader: Option<Reloader>,
     state: AppState,
@@ -161,30 +159,24 @@ impl Server {
                 (Arc::new(CertResolver::new(key)), None)
             }
         };
-        let tls = tls::server_config(provider, resolver)?;
-        let (https, https_addr) = bind("HTTPS", listen).await?;
-        let (metrics_listener, metrics_addr) = bind("metrics", metrics_listen).await?;
-        let state = AppState::new(admission, metrics, tuning.request_timeout);
         Ok(Server {
-            https,
-            https_addr,
-            metrics_listener,
-            metrics_addr,
-            tls,
+            tls: tls::server_config(provider, resolver)?,
             reloader,
-            state,
+            https: Bound::new("HTTPS", listen).await?,
+            metrics_listener: Bound::new("metrics", metrics_listen).await?,
+            state: AppState::new(admission, metrics, tuning.request_timeout),
             tuning,
         })
     }
 
     /// Where the HTTPS listener is bound (useful with port 0).
     pub fn https_addr(&self) -> SocketAddr {
-        self.https_addr
+        self.https.addr
     }
 
     /// Where the metrics listener is bound.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
+        self.metrics_listener.addr
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
@@ -192,14 +184,13 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server {
             https,
-            https_addr,
             metrics_listener,
-            metrics_addr,
             tls,
             reloader,
             state,
             tuning,
         } = self;
+        let (https_addr, metrics_addr) = (https.addr, metrics_listener.addr);
         let stop = CancellationToken::new();
         let metrics = Arc::clone(&state.metrics);
         let reload = reloader.map(|reloader| {
@@ -211,7 +202,7 @@ impl Server {
         });
         let counted = ConnectionMetrics::register(&metrics);
         let https_task = tokio::spawn(serve_limited(
-            https,
+            https.listener,
             Some(TlsAcceptor::from(tls)),
             router(state),
             tuning,
@@ -224,7 +215,7 @@ impl Server {
         ));
         let metrics_cap = tuning.max_connections.min(METRICS_MAX_CONNECTIONS);
         let metrics_task = tokio::spawn(serve_limited(
-            metrics_listener,
+            metrics_listener.listener,
             None,
             metrics_router(metrics),
             tuning,
@@ -256,14 +247,20 @@ impl Server {
     }
 }
 
-async fn bind(
-    what: &'static str,
+/// A bound listener and where it is bound (the port chosen for port 0).
+struct Bound {
+    listener: TcpListener,
     addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), ServerError> {
-    let fail = |error| ServerError::Bind { what, addr, error };
-    let listener = TcpListener::bind(addr).await.map_err(fail)?;
-    let local = listener.local_addr().map_err(fail)?;
-    Ok((listener, local))
+}
+
+impl Bound {
+    /// Binds `addr`; `what` names the listener in the error.
+    async fn new(what: &'static str, addr: SocketAddr) -> Result<Self, ServerError> {
+        let fail = |error| ServerError::Bind { what, addr, error };
+        let listener = TcpListener::bind(addr).await.map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        Ok(Bound { listener, addr })
+    }
 }
 
 /// Listens for SIGTERM and SIGINT from now on, so that none is missed while starting;

@@ -187,13 +187,8 @@ async fn serve_http<I>(
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEP_ALIVE)
             .max_concurrent_streams(tuning.max_streams_per_connection);
-        drive(
-            builder.serve_connection(io, service),
-            tuning,
-            &shutdown,
-            &lease,
-        )
-        .await
+        let conn = builder.serve_connection(io, service);
+        drive(conn, tuning, &shutdown, &lease).await
     } else {
         let mut builder = http1::Builder::new();
         builder
@@ -201,13 +196,8 @@ async fn serve_http<I>(
             // hyper runs this timer while waiting for the next request too, so an idle
             // HTTP/1.1 connection closes after the shorter of this and the idle timeout.
             .header_read_timeout(tuning.header_read_timeout);
-        drive(
-            builder.serve_connection(io, service),
-            tuning,
-            &shutdown,
-            &lease,
-        )
-        .await
+        let conn = builder.serve_connection(io, service);
+        drive(conn, tuning, &shutdown, &lease).await
     };
     match result {
         // hyper's HTTP/1.1 header read timer, which also runs between requests: the
