@@ -2,7 +2,7 @@
 //!
 //! Flags that configure one thing together are a group (`#[command(flatten)]`), and
 //! [`Args::run`] takes every field apart by name: a flag added here and not wired in does
-//! not compile. The registry group, the largest, is [`registry`].
+//! not compile. The registry group, the largest, has a file of its own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

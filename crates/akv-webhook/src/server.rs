@@ -2,9 +2,9 @@
 //! plain-HTTP metrics listener (`/metrics`, `/healthz`, `/readyz`), with certificate
 //! reloading and graceful shutdown.
 //!
-//! - [`http`]: routes, handlers and the HTTP errors they answer with;
-//! - [`listener`]: the accept loop, each connection's TLS and HTTP, graceful close;
-//! - [`connections`]: the connection cap, idle tracking and the open-file limit;
+//! - `http`: routes, handlers and the HTTP errors they answer with;
+//! - `listener`: the accept loop, each connection's TLS and HTTP, graceful close;
+//! - `connections`: the connection cap, idle tracking and the open-file limit;
 //! - here: the two listeners bound and served together, and their tuning.
 
 use std::future::Future;

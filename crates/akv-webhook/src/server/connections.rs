@@ -8,6 +8,9 @@
 //! a request in flight, and then it waits in the kernel's accept queue until one is
 //! answered (the request timeout bounds that). A connection still in its TLS handshake
 //! counts as idle since it was accepted.
+//!
+//! The unit tests stay in this file (past ~400 lines with them): they drive the table's
+//! private admission path (`try_admit`) directly.
 
 use std::collections::HashMap;
 use std::pin::Pin;
