@@ -2,6 +2,7 @@
 # Sourced by the check scripts: a Go command-line tool built once from the Go module
 # proxy and cached outside the clone, keyed by module version:
 #   ${AKV_CACHE:-$HOME/.cache/akv-injector}/tools/NAME/VERSION/NAME
+# (NAME.build next to it records package and ldflags: a change rebuilds)
 # with GOMODCACHE/GOCACHE shared with the other test beds ($AKV_CACHE/go/), so a version
 # bump rebuilds warm. Building happens under a lock, one builder at a time per cache.
 #
@@ -14,7 +15,8 @@ akv_go_tool() {
   local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-}
   local root=$AKV_CACHE/tools/$name/$version
   local bin=$root/$name
-  if [[ -x $bin ]]; then
+  local want="$module@$version $pkg $ldflags"
+  if [[ -x $bin && -f $bin.build && $(<"$bin.build") == "$want" ]]; then
     echo "$bin"
     return 0
   fi
@@ -30,7 +32,7 @@ akv_go_tool() {
   local lock_fd
   exec {lock_fd}>"$root.lock"
   flock "$lock_fd"
-  if [[ ! -x $bin ]]; then
+  if [[ ! -x $bin || ! -f $bin.build || $(<"$bin.build") != "$want" ]]; then
     local t0 src=$root/src
     t0=$(date +%s)
     echo "building $name $version ($pkg) from the Go module proxy into $root" >&2
@@ -51,6 +53,7 @@ akv_go_tool() {
       }
     ) || { exec {lock_fd}>&-; exit 1; }
     mv "$bin.tmp" "$bin"
+    echo "$want" >"$bin.build"
     rm -rf "$src"
     echo "built $name $version in $(( $(date +%s) - t0 ))s" >&2
   fi
