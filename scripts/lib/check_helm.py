@@ -201,6 +201,22 @@ def check_metric_names(p: str, exprs: list[str], exported: set[str], pending: se
     check(f"{p}: names only metrics akv-webhook exports", not unknown and series, repr(sorted(unknown)))
 
 
+def monitoring_exprs(objs: list[dict]) -> tuple[list[str], list[str]]:
+    """PromQL of the PrometheusRule's rules and of the dashboard's panels."""
+    rules = [r.get("expr", "") for o in objs if o["kind"] == "PrometheusRule"
+             for g in dig(o, "spec", "groups", default=[]) for r in g.get("rules") or []]
+    panels = []
+    for o in objs:
+        if o["kind"] == "ConfigMap" and "akv-webhook.json" in (o.get("data") or {}):
+            d = json.loads(o["data"]["akv-webhook.json"])
+            panels += [t.get("expr", "") for pn in d.get("panels") or [] for t in pn.get("targets") or []]
+    return rules, panels
+
+
+def scraped_families(text: str) -> set[str]:
+    return set(re.findall(r"^# TYPE (\S+)", text, re.M))
+
+
 def check_monitoring(variant: str, objs: list[dict], exported: set[str], pending: set[str]) -> None:
     p = f"[{variant}]"
     idx = index(objs)
@@ -238,7 +254,7 @@ def check_monitoring(variant: str, objs: list[dict], exported: set[str], pending
                   and dig(r, "labels", "severity"))
             check(f"{p} alert {r.get('alert')} is scoped to the release namespace",
                   f'namespace="{NS}"' in r.get("expr", ""), r.get("expr", ""))
-        check_metric_names(f"{p} PrometheusRule", [r.get("expr", "") for r in rules], exported, pending)
+        check_metric_names(f"{p} PrometheusRule", monitoring_exprs(objs)[0], exported, pending)
     dash = idx.get(("ConfigMap", NS, "akv-webhook-dashboard"))
     if check(f"{p} dashboard ConfigMap", dash):
         expect(f"{p} dashboard ConfigMap has Grafana's sidecar label",
@@ -252,8 +268,7 @@ def check_monitoring(variant: str, objs: list[dict], exported: set[str], pending
         check(f"{p} dashboard has panels with queries",
               panels and all(pn.get("targets") for pn in panels))
         expect(f"{p} dashboard panel ids are unique", len({pn.get("id") for pn in panels}), len(panels))
-        check_metric_names(f"{p} dashboard", [t.get("expr", "") for pn in panels for t in pn.get("targets") or []],
-                           exported, pending)
+        check_metric_names(f"{p} dashboard", monitoring_exprs(objs)[1], exported, pending)
 
 
 def check_network_policy(variant: str, objs: list[dict], egress: bool) -> None:
@@ -276,17 +291,36 @@ def check_network_policy(variant: str, objs: list[dict], egress: bool) -> None:
 
 # ---- the variants ----------------------------------------------------------------------
 
+def check_scraped(renders: Path, scraped: Path) -> int:
+    """The monitoring render's metric names against a running webhook's /metrics."""
+    pending: set[str] = set()
+    objs = load(str(renders / "monitoring.yaml"))
+    families = scraped_families(scraped.read_text())
+    rules, panels = monitoring_exprs(objs)
+    check_metric_names("[scraped /metrics] PrometheusRule", rules, families, pending)
+    check_metric_names("[scraped /metrics] dashboard", panels, families, pending)
+    print(f"check-helm: {len(families)} metric families on /metrics; "
+          f"not there yet: {', '.join(sorted(pending)) or 'none'}")
+    return 1 if cm.failed else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--k8s", action="append", required=True)
     ap.add_argument("--renders", required=True, type=Path, help="directory of NAME.yaml helm template outputs")
-    ap.add_argument("--kustomize-base", required=True)
-    ap.add_argument("--kustomize-cert-manager", required=True)
-    ap.add_argument("--kustomize-guard", required=True)
-    ap.add_argument("--repo", required=True, type=Path)
+    ap.add_argument("--scraped", type=Path, help="only check the monitoring render against this /metrics text")
+    ap.add_argument("--k8s", action="append")
+    ap.add_argument("--kustomize-base")
+    ap.add_argument("--kustomize-cert-manager")
+    ap.add_argument("--kustomize-guard")
+    ap.add_argument("--repo", type=Path)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     cm.verbose = a.verbose
+    if a.scraped:
+        return check_scraped(a.renders, a.scraped)
+    for need in ("k8s", "kustomize_base", "kustomize_cert_manager", "kustomize_guard", "repo"):
+        if not getattr(a, need):
+            ap.error(f"--{need.replace('_', '-')} is required (or --scraped)")
 
     base, cmgr, guard = load(a.kustomize_base), load(a.kustomize_cert_manager), load(a.kustomize_guard)
     flags = webhook_flags(a.repo / "crates/akv-webhook/src/args.rs")

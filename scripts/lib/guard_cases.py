@@ -74,7 +74,7 @@ def main() -> int:
     args_ref["spec"]["containers"][0]["args"] = ["--password=${akv://kv1/db-password}"]
     command_ref = pod("command-ref")
     command_ref["spec"]["containers"][0]["command"] = ["/app", "akv:api-key"]
-    two = pod("two")
+    two = pod("two", {"DB_PASSWORD": "akv:db-password"})
     two["spec"]["containers"].append({"name": "side", "image": "registry.example/side:1",
                                       "env": [{"name": "TOKEN", "value": "akv:token#value"}]})
     annotated = with_meta(pod("annotated"), annotations={"akv-injector.io/env.DB_PASSWORD": "db-password"})
