@@ -26,6 +26,16 @@ try:
     from cloudcoil.models.cert_manager import v1 as cm_v1
 except ImportError:  # pragma: no cover - the venv pins it
     cm_v1 = None
+try:
+    from cloudcoil.models.prometheus_operator import v1 as prom_v1
+except ImportError:  # pragma: no cover - the venv pins it
+    prom_v1 = None
+
+# CRD kinds kubernetes-validate has no schema for: apiVersion -> (models, where they come from).
+CRD_MODELS: dict[str, tuple[Any, str]] = {
+    "cert-manager.io/v1": (cm_v1, "cert-manager.io/v1 (cloudcoil models 1.17)"),
+    "monitoring.coreos.com/v1": (prom_v1, "monitoring.coreos.com/v1 (cloudcoil prometheus-operator models 0.80)"),
+}
 
 NS = "akv-injector"
 WEBHOOK = "pods.akv-injector.io"
@@ -112,20 +122,22 @@ def unknown_fields(given: Any, dumped: Any, path: str = "") -> list[str]:
 def schema_check(variant: str, objs: list[dict], versions: list[str]) -> None:
     for o in objs:
         name = f"{o['kind']}/{o['metadata']['name']}"
-        if o["apiVersion"].startswith("cert-manager.io/"):
-            if cm_v1 is None or o["apiVersion"] != "cert-manager.io/v1" or not hasattr(cm_v1, o["kind"]):
+        group = o["apiVersion"].split("/")[0]
+        if group in ("cert-manager.io", "monitoring.coreos.com"):
+            models, where = CRD_MODELS.get(o["apiVersion"], (None, ""))
+            if models is None or not hasattr(models, o["kind"]):
                 fail(f"[{variant}] {name}: no schema for {o['apiVersion']} {o['kind']}")
                 continue
             try:
-                model = getattr(cm_v1, o["kind"]).model_validate(o)
+                model = getattr(models, o["kind"]).model_validate(o)
             except Exception as e:  # pydantic.ValidationError
-                fail(f"[{variant}] {name}: cert-manager schema: {e}")
+                fail(f"[{variant}] {name}: {group} schema: {e}")
                 continue
             dumped = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
             problems = unknown_fields(o, dumped)
-            if check(f"[{variant}] {name} matches the cert-manager.io/v1 schema (CRD models, strict)",
+            if check(f"[{variant}] {name} matches the {o['apiVersion']} schema (CRD models, strict)",
                      not problems, "; ".join(problems)):
-                schema_checked.setdefault("cert-manager.io/v1 (cloudcoil models 1.17)", set()).add(o["kind"])
+                schema_checked.setdefault(where, set()).add(o["kind"])
             continue
         for v in versions:
             try:

