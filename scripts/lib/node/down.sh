@@ -44,7 +44,7 @@ node_pids_with_arg() {
   for f in /proc/[0-9]*/cmdline; do
     pid="${f#/proc/}"; pid="${pid%/cmdline}"
     [ "$pid" != $$ ] || continue
-    if tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$1"; then echo "$pid"; fi
+    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qxF -- "$1"; then echo "$pid"; fi
   done
 }
 

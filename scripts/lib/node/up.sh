@@ -11,6 +11,8 @@
 #   AKV_TESTBED_POD_NET   the first three octets of the pod network's /24 (default 10.211.0):
 #                         the bridge gets .1, pods .2-.254
 #   AKV_TESTBED_NODE_NAME the node's name (default akv-testbed-node)
+#   AKV_TESTBED_RUNC      the OCI runtime containerd runs (default: Debian's runc); e.g. a
+#                         wrapper that adds --debug when a container does not start
 
 # shellcheck source=scripts/lib/node/down.sh
 . "$here/lib/node/down.sh"
@@ -44,6 +46,8 @@ node_prepare() {
   esac
   eval "$("$here/testbed-node" install)"
   eval "$("$here/testbed-registry" install)"
+  NODE_RUNC="${AKV_TESTBED_RUNC:-$NODE_RUNC}"
+  [ -x "$NODE_RUNC" ] || die "AKV_TESTBED_RUNC=$NODE_RUNC is not an executable"
   [ -x "$KUBELET" ] && [ -x "$KUBE_SCHEDULER" ] || die "kubelet/kube-scheduler missing after scripts/testbed-kube install"
   if ip link show "$node_bridge" >/dev/null 2>&1; then
     die "the bridge $node_bridge exists but no test bed records it: delete it (ip link delete $node_bridge) if nothing uses it"
@@ -178,6 +182,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   # the pods' network namespaces under DIR (cleaned with the other mounts under it)
   netns_mounts_under_state_dir = true
+  # no CAP_SYS_RESOURCE in this VM: runc cannot lower oom_score_adj below containerd's own
+  # (the kubelet asks -998 for sandboxes; "failed to update /proc/self/oom_score_adj")
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -205,7 +212,13 @@ node_kubelet() {
   local cg
   # cgroup v1 (this VM) or v2: the kubelet's cgroup root must exist in every hierarchy
   for cg in /sys/fs/cgroup/*/; do
-    [ -e "$cg/cgroup.procs" ] && mkdir -p "$cg$node_cgroup_root"
+    [ -e "$cg/cgroup.procs" ] || continue
+    mkdir -p "$cg$node_cgroup_root" || die "could not create the cgroup $cg$node_cgroup_root"
+    # cgroup v1 cpuset: a new cgroup has no CPUs and memory nodes until given its parent's
+    if [ -e "$cg/cpuset.cpus" ]; then
+      cat "$cg/cpuset.cpus" >"$cg$node_cgroup_root/cpuset.cpus"
+      cat "$cg/cpuset.mems" >"$cg$node_cgroup_root/cpuset.mems"
+    fi
   done
   [ -e /sys/fs/cgroup/cgroup.procs ] && mkdir -p "/sys/fs/cgroup/$node_cgroup_root"
   : >"$ndir/kubelet/resolv.conf" # pods get no name server: host names come from hostAliases
