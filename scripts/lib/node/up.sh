@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2034  # here, dir, pki, api, kubeconfig: kube-up's; node_apiserver_args: used by kube-up
 # The node of the test bed, started by scripts/kube-up when AKV_TESTBED_NODE=1:
 #   a CNI bridge on this machine (pods in their own network namespaces, no default route:
 #   they reach only the bridge's gateway address, i.e. this machine), a TLS + htpasswd
@@ -48,7 +49,9 @@ node_prepare() {
   eval "$("$here/testbed-registry" install)"
   NODE_RUNC="${AKV_TESTBED_RUNC:-$NODE_RUNC}"
   [ -x "$NODE_RUNC" ] || die "AKV_TESTBED_RUNC=$NODE_RUNC is not an executable"
-  [ -x "$KUBELET" ] && [ -x "$KUBE_SCHEDULER" ] || die "kubelet/kube-scheduler missing after scripts/testbed-kube install"
+  if [ ! -x "$KUBELET" ] || [ ! -x "$KUBE_SCHEDULER" ]; then
+    die "kubelet/kube-scheduler missing after scripts/testbed-kube install"
+  fi
   if ip link show "$node_bridge" >/dev/null 2>&1; then
     die "the bridge $node_bridge exists but no test bed records it: delete it (ip link delete $node_bridge) if nothing uses it"
   fi
