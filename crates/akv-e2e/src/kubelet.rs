@@ -20,7 +20,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::Kubectl;
+use crate::kubectl::Kubectl;
 
 /// What one container run did.
 #[derive(Debug)]

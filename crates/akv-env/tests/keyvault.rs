@@ -639,7 +639,7 @@ fn signals_reach_the_application() {
     tb.secret("a", &s, "v");
     let out_file = pod.dir.join("signal.txt");
     let r = format!("akv:{s}");
-    let app = app_path();
+    let app = tb.app_path();
     let mut child = pod
         .command(
             tb,

@@ -713,7 +713,7 @@ fn run_measured(tb: &Testbed, pod: &Pod, vars: &[(&str, &str)]) -> (std::process
         Path::new(time).exists(),
         "{time} is missing: install GNU time (Debian: apt-get install time)"
     );
-    let app = app_path();
+    let app = tb.app_path();
     let out = Command::new(time)
         .arg("-v")
         .arg(BIN)

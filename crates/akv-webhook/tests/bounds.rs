@@ -5,12 +5,11 @@
 //! bytes produced, warnings returned. The timing of the same pods in release is
 //! `scripts/bench-max-pod`.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use akv_core::HostPolicy;
+use akv_testkit::review::pod_review;
 use akv_webhook::admission::{Admission, InjectSettings, Outcome};
 use akv_webhook::inject::{ImageConfig, MAX_OBJECT_BYTES, MAX_WARNINGS};
 use akv_webhook::registry::{ImageConfigSource, LookupError};
@@ -90,7 +89,7 @@ fn env_annotations(count: usize) -> Value {
 }
 
 fn review(object: &Value) -> Vec<u8> {
-    common::pod_review("u-1", "team-a", object.clone())
+    pod_review("u-1", "team-a", object.clone())
 }
 
 struct Answer {

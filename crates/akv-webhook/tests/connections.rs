@@ -2,14 +2,16 @@
 //! makes room, a busy one never does), the idle timeout, and the HTTP/2 stream cap (seen
 //! on the wire, with frames written by hand so that no client library hides a refusal).
 
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_core::HostPolicy;
-use akv_webhook::admission::{Admission, InjectSettings};
+use akv_testkit::pki::{TestCa, LOOPBACK};
+use akv_testkit::wait::eventually;
+use akv_webhook::admission::Admission;
 use akv_webhook::metrics::Metrics;
 use akv_webhook::registry::NoLookup;
 use akv_webhook::server::{serve_listener, Options, Server, Tuning};
@@ -17,7 +19,6 @@ use akv_webhook::tls::{self, CertFiles, CertResolver, TlsSource};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,24 +37,12 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "connections test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().expect("key");
-    let ca_der = ca.self_signed(&ca_key).expect("ca").der().to_vec();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params");
-    leaf.distinguished_name.push(DnType::CommonName, "webhook");
-    let key = KeyPair::generate().expect("key");
-    let cert = leaf
-        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-        .expect("leaf");
+    let ca = TestCa::new("connections test CA");
+    let leaf = ca.leaf("webhook", LOOPBACK);
     Pki {
-        ca_der,
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        ca_der: ca.der,
+        cert_pem: leaf.cert_pem,
+        key_pem: leaf.key_pem,
     }
 }
 
@@ -107,11 +96,7 @@ fn reqwest_client(pki: &Pki) -> reqwest::Client {
 }
 
 fn admission() -> Arc<Admission> {
-    let settings = InjectSettings {
-        env_image: "akv-injector:test".to_string(),
-        allow_vault_hosts: HostPolicy::default(),
-    };
-    Arc::new(Admission::new(settings, Arc::new(NoLookup)))
+    Arc::new(common::admission(Arc::new(NoLookup)))
 }
 
 fn tuning() -> Tuning {
@@ -188,18 +173,6 @@ fn sample(metrics: &Metrics, series: &str) -> f64 {
 const OPEN: &str = "akv_webhook_open_connections{listener=\"https\"}";
 const EVICTED: &str = "akv_webhook_connections_closed_total{listener=\"https\",reason=\"evicted\"}";
 const IDLE: &str = "akv_webhook_connections_closed_total{listener=\"https\",reason=\"idle\"}";
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Whether the peer closes the stream within `limit` (reading and dropping what it sends).
 async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> bool {

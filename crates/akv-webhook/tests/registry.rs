@@ -2,7 +2,7 @@
 //! started here on a free loopback port with TLS (a CA made with rcgen) and htpasswd auth.
 //! Test images are pushed by this file (oci-client). Registry requests are counted from
 //! the registry's own access log (stdout, one line per HTTP request). The registry and
-//! push helpers live in `crates/akv-e2e/src/registry.rs`, shared with the e2e suite.
+//! push helpers live in `akv_testkit::registry`, shared with the e2e suite.
 //!
 //! Needs `docker-registry` and `htpasswd`: `scripts/testbed-registry` installs them. A
 //! missing tool fails the tests; nothing is skipped.
@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use akv_core::HostPolicy;
-use akv_webhook::admission::{Admission, InjectSettings, Outcome};
+use akv_webhook::admission::{Admission, Outcome};
 use akv_webhook::inject::ImageConfig;
 use akv_webhook::metrics::Metrics;
 use akv_webhook::registry::{
@@ -31,13 +30,11 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
 
-// The registry test bed, shared with the e2e suite (which uses all of it).
-#[path = "../../akv-e2e/src/registry.rs"]
-#[allow(dead_code)]
-mod registry_bed;
-use registry_bed::{
-    docker_config, free_port, push_image, push_index, test_ca, Registry, PASSWORD, USER,
+use akv_testkit::free_port;
+use akv_testkit::registry::{
+    docker_config, push_image, push_index, test_ca, Registry, PASSWORD, USER,
 };
+use akv_testkit::review::pod_review;
 
 /// Secrets and service accounts of a pretend cluster.
 #[derive(Default)]
@@ -146,11 +143,7 @@ async fn lookup(source: &RegistrySource, image: &str, extra: Value) -> Result<Im
 }
 
 fn admission(source: RegistrySource, deadline: Duration) -> Admission {
-    let settings = InjectSettings {
-        env_image: "akv-injector:test".to_string(),
-        allow_vault_hosts: HostPolicy::default(),
-    };
-    Admission::new(settings, Arc::new(source)).with_lookup_deadline(deadline)
+    common::admission(Arc::new(source)).with_lookup_deadline(deadline)
 }
 
 /// An AdmissionReview for a pod whose container `app` runs `image` with no `command` and
@@ -163,7 +156,7 @@ fn review(image: &str, extra: Value) -> Vec<u8> {
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    common::pod_review(
+    pod_review(
         "u-1",
         "team",
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-", "labels": {"azure.workload.identity/use": "true"}}, "spec": spec}),

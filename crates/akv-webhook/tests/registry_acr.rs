@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use akv_testkit::pki::TestCa;
 use akv_webhook::registry::oci::{http_client, parse_ca_pem};
 use akv_webhook::registry::{
     AcrTokenSource, HostPattern, HostRules, RegistryOptions, WorkloadIdentity, WorkloadIdentityAcr,
@@ -17,8 +18,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -84,24 +83,9 @@ async fn exchange(State(fake): State<Arc<Fake>>, body: Bytes) -> (StatusCode, St
 /// Serves the fake over HTTPS on a loopback port; returns `host:port` and the CA PEM.
 async fn serve(fake: Arc<Fake>) -> (String, String, CancellationToken) {
     akv_webhook::tls::install_default_provider();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "fake azure CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().expect("key");
-    let ca_pem = ca.self_signed(&ca_key).expect("ca").pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-    let key = KeyPair::generate().expect("key");
-    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .expect("tls config");
+    let ca = TestCa::new("fake azure CA");
+    let config = ca.leaf("fake azure", &["127.0.0.1"]).server_config();
+    let ca_pem = ca.pem;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -113,7 +97,7 @@ async fn serve(fake: Arc<Fake>) -> (String, String, CancellationToken) {
     let stop = CancellationToken::new();
     tokio::spawn(serve_listener(
         listener,
-        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        Some(tokio_rustls::TlsAcceptor::from(config)),
         router,
         Tuning::default(),
         stop.clone(),

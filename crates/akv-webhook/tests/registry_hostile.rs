@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use akv_core::HostPolicy;
-use akv_webhook::admission::{Admission, InjectSettings, Outcome};
+use akv_webhook::admission::{Admission, Outcome};
 use akv_webhook::registry::{
     HostPattern, HostRules, ImageConfigSource, NoPullSecrets, PullSecretSource, RegistryOptions,
     RegistrySource,
@@ -32,15 +31,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use rcgen::{CertificateParams, DnType, KeyPair};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-#[path = "../../akv-e2e/src/registry.rs"]
-#[allow(dead_code)]
-mod registry_bed;
-use registry_bed::{docker_config, sha256, test_ca, TestCa};
+use akv_testkit::free_port;
+use akv_testkit::pki::TestCa;
+use akv_testkit::registry::{docker_config, sha256, test_ca};
+use akv_testkit::review::pod_review;
 
 const MARKER: &str = "MARKER-7f3a9c-internal-admin";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -227,25 +224,8 @@ fn serve_good(path: &str, config: &[u8]) -> Response {
 /// The leaf for every hostile server: 127.0.0.1, 127.0.0.2 and localhost.
 fn tls_config(ca: &TestCa) -> Arc<rustls::ServerConfig> {
     akv_webhook::tls::install_default_provider();
-    let mut params = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "127.0.0.2".to_string(),
-        "localhost".to_string(),
-    ])
-    .expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "hostile");
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca.issuer).expect("leaf");
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .expect("tls config");
-    Arc::new(config)
+    ca.leaf("hostile", &["127.0.0.1", "127.0.0.2", "localhost"])
+        .server_config()
 }
 
 /// Counts a connection while it is open.
@@ -690,11 +670,7 @@ async fn loopback_is_refused_unless_allowed() {
 }
 
 fn admission(source: RegistrySource, deadline: Duration) -> Admission {
-    let settings = InjectSettings {
-        env_image: "akv-injector:test".to_string(),
-        allow_vault_hosts: HostPolicy::default(),
-    };
-    Admission::new(settings, Arc::new(source)).with_lookup_deadline(deadline)
+    common::admission(Arc::new(source)).with_lookup_deadline(deadline)
 }
 
 /// A review of a pod in `team` whose containers run `images`, none with `command`.
@@ -707,7 +683,7 @@ fn review(images: &[&str]) -> Vec<u8> {
                    "env": [{"name": "DB", "value": "akv://kv-1/db-password"}]})
         })
         .collect();
-    common::pod_review(
+    pod_review(
         "u-1",
         "team",
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"}, "spec": {"containers": containers}}),
@@ -908,22 +884,15 @@ async fn webhook_memory_under_a_hostile_mix_of_500_hosts() {
         .and_then(|mut f| f.write_all(ca.pem.as_bytes()))
         .expect("write ca");
     // The webhook's own serving certificate, from the same CA.
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "webhook");
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca.issuer).expect("leaf");
-    std::fs::write(dir.path().join("tls.crt"), cert.pem()).expect("write");
-    std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).expect("write");
-    let port = registry_bed::free_port();
+    ca.leaf("webhook", &["127.0.0.1"]).write_pem(dir.path());
+    let port = free_port();
     // AKV_WEBHOOK_BIN measures another build (e.g. target/release/akv-webhook).
     let bin = std::env::var("AKV_WEBHOOK_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_akv-webhook").to_string());
     let mut child = std::process::Command::new(&bin)
         .args([
             &format!("--listen=127.0.0.1:{port}"),
-            &format!("--metrics-listen=127.0.0.1:{}", registry_bed::free_port()),
+            &format!("--metrics-listen=127.0.0.1:{}", free_port()),
             "--registry-allow-host=127.0.0.1",
             "--registry-timeout=2s",
         ])

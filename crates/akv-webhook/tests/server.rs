@@ -4,15 +4,16 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_core::HostPolicy;
-use akv_webhook::admission::{Admission, InjectSettings};
+use akv_testkit::pki::{TestCa, LOOPBACK};
+use akv_testkit::review::pod_review;
+use akv_testkit::wait::eventually;
+use akv_webhook::admission::Admission;
 use akv_webhook::metrics::Metrics;
 use akv_webhook::registry::NoLookup;
 use akv_webhook::server::{
@@ -23,7 +24,6 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,11 +35,7 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------- helpers
 
 fn admission() -> Arc<Admission> {
-    let settings = InjectSettings {
-        env_image: "akv-injector:test".to_string(),
-        allow_vault_hosts: HostPolicy::default(),
-    };
-    Arc::new(Admission::new(settings, Arc::new(NoLookup)))
+    Arc::new(common::admission(Arc::new(NoLookup)))
 }
 
 fn state() -> AppState {
@@ -127,19 +123,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Polls `check` until it is true, failing after a few seconds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn fast_tuning() -> Tuning {
     Tuning {
         request_timeout: Duration::from_secs(5),
@@ -149,43 +132,6 @@ fn fast_tuning() -> Tuning {
         grace_period: Duration::from_secs(5),
         tls_reload_interval: Duration::from_millis(50),
         ..Tuning::default()
-    }
-}
-
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    der: Vec<u8>,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let key = KeyPair::generate().expect("key");
-    let der = params.self_signed(&key).expect("ca").der().to_vec();
-    Ca { params, key, der }
-}
-
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-/// A serving certificate for localhost and 127.0.0.1 issued by `ca`.
-fn leaf(ca: &Ca, name: &str) -> Leaf {
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().expect("key");
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).expect("leaf");
-    Leaf {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().to_vec(),
     }
 }
 
@@ -451,8 +397,12 @@ async fn metrics_are_served_after_a_review() {
 
 #[tokio::test]
 async fn serves_the_given_certificate_and_follows_secret_volume_updates() {
-    let (ca1, ca2) = (ca("test CA one"), ca("test CA two"));
-    let (one, two, three) = (leaf(&ca1, "one"), leaf(&ca2, "two"), leaf(&ca2, "three"));
+    let (ca1, ca2) = (TestCa::new("test CA one"), TestCa::new("test CA two"));
+    let (one, two, three) = (
+        ca1.leaf("one", LOOPBACK),
+        ca2.leaf("two", LOOPBACK),
+        ca2.leaf("three", LOOPBACK),
+    );
     let mut volume = SecretVolume::new(&one.cert_pem, &one.key_pem);
     let metrics = Arc::new(Metrics::new());
     let server = bind(volume.files(), Arc::clone(&metrics))
@@ -508,8 +458,8 @@ async fn serves_the_given_certificate_and_follows_secret_volume_updates() {
 
 #[tokio::test]
 async fn speaks_http2_and_http11_and_serves_metrics_over_plain_http() {
-    let ca = ca("test CA");
-    let cert = leaf(&ca, "webhook");
+    let ca = TestCa::new("test CA");
+    let cert = ca.leaf("webhook", LOOPBACK);
     let volume = SecretVolume::new(&cert.cert_pem, &cert.key_pem);
     let server = bind(volume.files(), Arc::new(Metrics::new()))
         .await
@@ -603,8 +553,8 @@ async fn self_signed_default_works_for_localhost_and_127_0_0_1() {
 
 #[tokio::test]
 async fn bad_certificate_files_stop_the_start() {
-    let ca = ca("test CA");
-    let (one, two) = (leaf(&ca, "one"), leaf(&ca, "two"));
+    let ca = TestCa::new("test CA");
+    let (one, two) = (ca.leaf("one", LOOPBACK), ca.leaf("two", LOOPBACK));
     let cases = [
         (None, "cannot read certificate"),
         (
@@ -640,8 +590,8 @@ async fn bad_certificate_files_stop_the_start() {
 // ---------------------------------------------------------------- timeouts and shutdown
 
 /// A TLS acceptor serving a certificate from `ca`, for tests that drive `serve_listener`.
-fn acceptor(ca: &Ca) -> TlsAcceptor {
-    let cert = leaf(ca, "webhook");
+fn acceptor(ca: &TestCa) -> TlsAcceptor {
+    let cert = ca.leaf("webhook", LOOPBACK);
     let files = CertFiles {
         cert: PathBuf::from("tls.crt"),
         key: PathBuf::from("tls.key"),
@@ -738,7 +688,7 @@ async fn slow_clients_are_cut_off() {
     let (tls_listener, tls_addr) = listener().await;
     let tls_task = tokio::spawn(serve_listener(
         tls_listener,
-        Some(acceptor(&ca("test CA"))),
+        Some(acceptor(&TestCa::new("test CA"))),
         router(self::state()),
         tuning,
         stop.clone(),
@@ -756,7 +706,7 @@ async fn slow_clients_are_cut_off() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let ca = ca("test CA");
+    let ca = TestCa::new("test CA");
     let started = Arc::new(Notify::new());
     let slow = {
         let started = Arc::clone(&started);
@@ -803,7 +753,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn shutdown_gives_up_after_the_grace_period() {
-    let ca = ca("test CA");
+    let ca = TestCa::new("test CA");
     let started = Arc::new(Notify::new());
     let stuck = {
         let started = Arc::clone(&started);
@@ -1063,7 +1013,7 @@ fn review_with_marker(marker: &str, uid: &str, annotations: Value) -> Vec<u8> {
             ],
         }]},
     });
-    common::pod_review(uid, "team-a", pod)
+    pod_review(uid, "team-a", pod)
 }
 
 #[tokio::test]

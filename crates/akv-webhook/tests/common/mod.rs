@@ -1,21 +1,19 @@
-//! Shared by the webhook's integration tests.
+//! The admission every server and registry test serves (server.rs, connections.rs,
+//! registry.rs, registry_hostile.rs include this module; each uses all of it). Helpers
+//! that do not need the webhook's types live in `akv_testkit`.
 
-use serde_json::{json, Value};
+use std::sync::Arc;
 
-/// An AdmissionReview (admission.k8s.io/v1) of a Pod CREATE in `namespace`, as JSON bytes.
-pub fn pod_review(uid: &str, namespace: &str, object: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "test"},
-            "object": object,
-        }
-    }))
-    .expect("json")
+use akv_core::HostPolicy;
+use akv_webhook::admission::{Admission, InjectSettings};
+use akv_webhook::registry::ImageConfigSource;
+
+/// An admission with env image `akv-injector:test` and the default vault host policy,
+/// reading image configs from `images`.
+pub fn admission(images: Arc<dyn ImageConfigSource>) -> Admission {
+    let settings = InjectSettings {
+        env_image: "akv-injector:test".to_string(),
+        allow_vault_hosts: HostPolicy::default(),
+    };
+    Admission::new(settings, images)
 }

@@ -1,17 +1,13 @@
 //! A real image registry for tests: Debian's `docker-registry` (CNCF distribution 2.8),
-//! started on a free loopback port with TLS (a test CA made with rcgen) and, optionally,
-//! htpasswd auth (`USER`/`PASSWORD`); test images pushed with oci-client. Registry
-//! requests are counted from the registry's own access log (stdout, one line per request).
-//!
-//! Shared by the registry lookup tests of akv-webhook (`crates/akv-webhook/tests/registry.rs`
-//! includes this file with `#[path]`) and the end-to-end suite (`akv_e2e::registry`), so it
-//! uses only crates that both have: no `crate::` paths.
+//! started on a free loopback port with TLS (a certificate from [`crate::pki`]) and,
+//! optionally, htpasswd auth (`USER`/`PASSWORD`); test images pushed with oci-client.
+//! Registry requests are counted from the registry's own access log (stdout, one line per
+//! request). Used by akv-webhook's registry lookup tests and the end-to-end suite.
 //!
 //! Needs `docker-registry` and `htpasswd`: `scripts/testbed-registry` installs them. A
 //! missing tool fails the tests; nothing is skipped.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,9 +18,11 @@ use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{json, Value};
 use sha2::Digest as _;
+
+use crate::net::free_port;
+use crate::pki::{TestCa, LOOPBACK};
 
 /// The htpasswd user of a registry started with auth, and its password.
 pub const USER: &str = "pusher";
@@ -49,31 +47,9 @@ pub fn tool(env: &str, name: &str) -> PathBuf {
     );
 }
 
-/// A CA made with rcgen: its PEM certificate and what signs leaves with it.
-pub struct TestCa {
-    pub pem: String,
-    pub issuer: Issuer<'static, KeyPair>,
-}
-
+/// The CA of a registry test bed (`--registry-ca-file`).
 pub fn test_ca() -> TestCa {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "akv registry test CA");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let key = KeyPair::generate().expect("key");
-    let pem = params.self_signed(&key).expect("ca").pem();
-    TestCa {
-        pem,
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released: good enough on a test machine).
-pub fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    TestCa::new("akv registry test CA")
 }
 
 /// A running `docker-registry`, stopped on drop.
@@ -108,16 +84,7 @@ impl Registry {
     pub fn start_with(auth: bool, ca: &TestCa) -> Registry {
         let binary = tool("AKV_TESTBED_REGISTRY", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "registry");
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &ca.issuer).expect("leaf");
-        std::fs::write(dir.path().join("tls.crt"), cert.pem()).expect("write");
-        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).expect("write");
+        ca.leaf("registry", LOOPBACK).write_pem(dir.path());
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/tls.crt\n    key: {d}/tls.key\n",

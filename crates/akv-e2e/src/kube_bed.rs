@@ -1,0 +1,159 @@
+//! The Kubernetes test bed: `scripts/kube-up DIR` (etcd, kube-apiserver,
+//! kube-controller-manager and the Azure Workload Identity webhook) into a temp dir,
+//! `scripts/kube-down DIR` on drop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use akv_testkit::{env_lines, repo, testbed_env};
+use serde_json::json;
+
+use crate::kubectl::Kubectl;
+use crate::tail;
+
+/// A test bed from `scripts/kube-up DIR` (a temp dir); `scripts/kube-down DIR` on drop.
+pub struct TestBed {
+    dir: tempfile::TempDir,
+    vars: BTreeMap<String, String>,
+    up: bool,
+}
+
+impl TestBed {
+    /// Panics, naming `scripts/testbed-kube install`, unless the binaries are installed.
+    pub fn require_installed() {
+        testbed_env(
+            "testbed-kube",
+            "the Kubernetes test bed binaries are missing: run `scripts/testbed-kube install` \
+             (builds and caches etcd, kube-apiserver, kube-controller-manager, the Azure Workload \
+             Identity webhook and kubectl; or run scripts/e2e, which does)",
+        );
+    }
+
+    /// Starts a test bed (`scripts/kube-up` into a temp dir) with `extra_env` (e.g.
+    /// `AKV_TESTBED_AUTHORITY_HOST`). Fails (panics) when the binaries are not installed,
+    /// naming `scripts/testbed-kube install`; it does not build them (a cold build takes
+    /// many minutes).
+    pub fn start(extra_env: &[(&str, String)]) -> TestBed {
+        Self::require_installed();
+        let dir = tempfile::Builder::new()
+            .prefix("akv-e2e.")
+            .tempdir()
+            .expect("temp dir for the test bed");
+        let mut bed = TestBed {
+            dir,
+            vars: BTreeMap::new(),
+            up: true, // kube-down is harmless when nothing was started
+        };
+        let out = Command::new(repo().join("scripts/kube-up"))
+            .arg(bed.dir.path())
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/kube-up");
+        assert!(
+            out.status.success(),
+            "scripts/kube-up {} failed:\n{}",
+            bed.dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(bed.dir.path().join("env")).expect("kube-up's env file");
+        bed.vars = env_lines(&env);
+        bed
+    }
+
+    /// A variable of `DIR/env` (KUBECONFIG, KUBE_CA_FILE, …).
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in the test bed's env file"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl::new(
+            PathBuf::from(self.var("KUBECTL")),
+            PathBuf::from(self.var("KUBECONFIG")),
+        )
+    }
+
+    /// Writes `path`, a kubeconfig that authenticates to this API server as service account
+    /// `namespace/name` (a bound token from `kubectl create token`, valid for `duration`,
+    /// e.g. `2h`), as a workload in a cluster would with its mounted token.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        duration: &str,
+        path: &Path,
+    ) -> PathBuf {
+        let token = self.kubectl().ok(&[
+            "-n",
+            namespace,
+            "create",
+            "token",
+            name,
+            "--duration",
+            duration,
+        ]);
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "testbed", "cluster": {
+                "server": self.var("KUBE_APISERVER_URL"),
+                "certificate-authority": self.var("KUBE_CA_FILE"),
+            }}],
+            "users": [{"name": user, "user": {"token": token.trim()}}],
+            "contexts": [{"name": user, "context": {"cluster": "testbed", "user": user}}],
+            "current-context": user,
+        });
+        std::fs::write(path, config.to_string()).expect("write the kubeconfig");
+        path.to_path_buf()
+    }
+
+    /// The last lines of every component's log, for failure reports.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir().join("logs")) {
+            for e in entries.flatten() {
+                out.push_str(&format!(
+                    "\n----- last lines of {} -----\n{}\n",
+                    e.path().display(),
+                    tail(&e.path(), n)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Stops the test bed now (also done on drop).
+    pub fn stop(&mut self) {
+        if std::mem::take(&mut self.up) {
+            let out = Command::new(repo().join("scripts/kube-down"))
+                .arg(self.dir.path())
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => eprintln!(
+                    "e2e: scripts/kube-down failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => eprintln!("e2e: cannot run scripts/kube-down: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("AKV_E2E_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("e2e: AKV_E2E_KEEP: kept {}", dir.keep().display());
+        }
+    }
+}
