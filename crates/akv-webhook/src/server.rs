@@ -243,7 +243,7 @@ async fn review(state: &AppState, request: Request) -> Result<Response, ApiError
         .metrics
         .observe_review(reviewed.outcome, elapsed, reviewed.patch_bytes);
     // Never log the body: a pod's env can hold values.
-    info!(
+    info!(parent: &reviewed.span,
         uid = %reviewed.subject.uid,
         namespace = %reviewed.subject.namespace,
         pod = %reviewed.subject.pod,
