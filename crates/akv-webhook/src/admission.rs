@@ -466,6 +466,67 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_of_a_review_name_it() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                lines.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "web-", "annotations": {"akv-injector.io/vault": "kv-1"}},
+            "spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/app:1", "env": [{"name": "DB", "value": "akv:db"}]}]}
+        });
+        let mut body = review(pod_kind(), pod);
+        body["request"]["namespace"] = json!("team");
+        let body = serde_json::to_vec(&body).expect("json");
+        // The registry source logs a failed lookup at debug level; this one fails at once
+        // (port 1 on loopback answers nothing, or the host rules refuse it).
+        crate::tls::install_default_provider();
+        let registry = crate::registry::RegistrySource::new(
+            crate::registry::RegistryOptions::default(),
+            Arc::new(crate::registry::NoPullSecrets),
+            None,
+            None,
+        )
+        .expect("a registry source");
+        let admission = Admission::new(admission().settings, Arc::new(registry));
+        let reviewed = tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            rt.block_on(admission.review(&body))
+        })
+        .expect("a review");
+        assert_eq!(reviewed.outcome, Outcome::Denied);
+        let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let line = logs
+            .lines()
+            .find(|l| l.contains("image lookup failed"))
+            .unwrap_or_else(|| panic!("no lookup line in {logs}"));
+        assert!(
+            line.contains("review{uid=u-1 namespace=team pod=web-* operation=Create}"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn errors_do_not_echo_values() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "env": "hunter2"}]}});
         let body = serde_json::to_vec(&review(pod_kind(), pod)).expect("json");

@@ -166,9 +166,12 @@ impl RegistrySource {
     }
 }
 
-/// What a lookup needs of the pod, without the pod (which may be large).
+/// One lookup: the image, the platform the pod runs, and whose pull secrets to try;
+/// what it needs of the pod, without the pod (which may be large).
 #[derive(Clone)]
-struct Who {
+struct Wanted {
+    image: ImageRef,
+    platform: Platform,
     refs: Arc<PullSecretRefs>,
 }
 
@@ -182,19 +185,20 @@ impl ImageConfigSource for RegistrySource {
     ) -> Result<ImageConfig, LookupError> {
         let started = Instant::now();
         let inner = &self.inner;
-        let platform = Platform::for_pod(pod, &inner.options.default_platform);
         let limit = inner.options.lookup_timeout;
         let result = match (ImageRef::parse(image), PullSecretRefs::of(pod, namespace)) {
             (Err(e), _) | (_, Err(e)) => Err(FetchError::Invalid(e)),
-            (Ok(image_ref), Ok(refs)) => {
-                let who = Who {
+            (Ok(image), Ok(refs)) => {
+                let wanted = Wanted {
+                    image,
+                    platform: Platform::for_pod(pod, &inner.options.default_platform),
                     refs: Arc::new(refs),
                 };
-                match tokio::time::timeout(limit, inner.lookup(&image_ref, &platform, &who)).await {
+                match tokio::time::timeout(limit, inner.lookup(&wanted)).await {
                     Ok(result) => result,
                     Err(_) => Err(FetchError::Timeout(format!(
                         "timeout: registry {} did not answer within {}",
-                        image_ref.host(),
+                        wanted.image.host(),
                         akv_core::settings::format_duration(limit)
                     ))),
                 }

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use super::errors::FetchError;
-use super::{Inner, Who};
+use super::{Inner, Wanted};
 use crate::inject::ImageConfig;
 use crate::registry::flight::SingleFlight;
 use crate::registry::platform::Platform;
-use crate::registry::reference::ImageRef;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub(super) struct TagKey {
@@ -61,13 +60,13 @@ pub(super) fn configs(max_configs: u64) -> moka::future::Cache<ConfigKey, ImageC
 }
 
 impl Inner {
-    /// The config of `image` for `platform`: from the caches, or read in a single flight.
+    /// The config of the image for the platform: from the caches, or read in a single
+    /// flight.
     pub(super) async fn lookup(
         self: &Arc<Self>,
-        image: &ImageRef,
-        platform: &Platform,
-        who: &Who,
+        wanted: &Wanted,
     ) -> Result<ImageConfig, FetchError> {
+        let (image, platform) = (&wanted.image, &wanted.platform);
         let host = image.host().to_string();
         let repository = image.repository().to_string();
         let config_key = |digest: &str| ConfigKey {
@@ -91,9 +90,8 @@ impl Inner {
                         digest
                     }
                     None => {
-                        let (_, config, hit) = self
-                            .shared(&self.tag_flights, key, image, &tag, platform, who)
-                            .await?;
+                        let (_, config, hit) =
+                            self.shared(&self.tag_flights, key, wanted, &tag).await?;
                         self.metrics.cache("tag", hit);
                         if hit {
                             // Read by another review's flight: a config cache hit too.
@@ -110,7 +108,7 @@ impl Inner {
             return Ok(config);
         }
         let (_, config, hit) = self
-            .shared(&self.config_flights, key, image, &digest, platform, who)
+            .shared(&self.config_flights, key, wanted, &digest)
             .await?;
         self.metrics.cache("config", hit);
         Ok(config)
@@ -123,29 +121,21 @@ impl Inner {
         self: &Arc<Self>,
         flights: &SingleFlight<K, Fetched>,
         key: K,
-        image: &ImageRef,
+        wanted: &Wanted,
         reference: &str,
-        platform: &Platform,
-        who: &Who,
     ) -> Result<(String, ImageConfig, bool), FetchError>
     where
         K: std::hash::Hash + Eq + Clone,
     {
         let start = || {
-            let (me, image, reference, platform, who) = (
-                Arc::clone(self),
-                image.clone(),
-                reference.to_string(),
-                platform.clone(),
-                who.clone(),
-            );
-            async move { me.fetch_and_keep(&image, &reference, &platform, &who).await }.boxed()
+            let (me, wanted, reference) = (Arc::clone(self), wanted.clone(), reference.to_string());
+            async move { me.fetch_and_keep(&wanted, &reference).await }.boxed()
         };
         let (result, started) = flights.run(key, start).await;
         match result {
             Ok((digest, config)) => Ok((digest, config, !started)),
             Err(FetchError::Auth(_) | FetchError::NotFound(_)) if !started => {
-                let (digest, config) = self.fetch_and_keep(image, reference, platform, who).await?;
+                let (digest, config) = self.fetch_and_keep(wanted, reference).await?;
                 Ok((digest, config, false))
             }
             Err(e) => Err(e),
@@ -153,14 +143,9 @@ impl Inner {
     }
 
     /// Fetches and fills both caches.
-    async fn fetch_and_keep(
-        &self,
-        image: &ImageRef,
-        reference: &str,
-        platform: &Platform,
-        who: &Who,
-    ) -> Fetched {
-        let (digest, config) = self.fetch(image, reference, platform, who).await?;
+    async fn fetch_and_keep(&self, wanted: &Wanted, reference: &str) -> Fetched {
+        let (image, platform) = (&wanted.image, &wanted.platform);
+        let (digest, config) = self.fetch(wanted, reference).await?;
         let host = image.host().to_string();
         let repository = image.repository().to_string();
         self.configs

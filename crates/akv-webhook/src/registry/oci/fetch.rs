@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::cache::{ConfigKey, Fetched};
 use super::errors::{describe, FetchError, RawError};
-use super::{Inner, Who};
+use super::{Inner, Wanted};
 use crate::inject::ImageConfig;
 use crate::registry::acr::{self, ACR_USER};
 use crate::registry::bounded::at_most;
@@ -26,10 +26,11 @@ struct Candidate {
 impl Inner {
     /// Who to be: the pod's matching pull secrets, in order; else the webhook's workload
     /// identity for ACR; else anonymous. `notes` say what was skipped and why.
-    async fn candidates(&self, image: &ImageRef, who: &Who) -> (Vec<Candidate>, Vec<String>) {
+    async fn candidates(&self, wanted: &Wanted) -> (Vec<Candidate>, Vec<String>) {
+        let image = &wanted.image;
         let (creds, mut notes) = credentials_for(
             &*self.secrets,
-            &who.refs,
+            &wanted.refs,
             image.registry(),
             image.repository(),
         )
@@ -81,13 +82,8 @@ impl Inner {
     /// Reads `reference` (a tag or a digest of `image`'s repository) and the config of its
     /// manifest for `platform`, trying each candidate credential until one is accepted.
     /// Waits for a turn among all reviews' lookups first.
-    pub(super) async fn fetch(
-        &self,
-        image: &ImageRef,
-        reference: &str,
-        platform: &Platform,
-        who: &Who,
-    ) -> Fetched {
+    pub(super) async fn fetch(&self, wanted: &Wanted, reference: &str) -> Fetched {
+        let image = &wanted.image;
         let _turn = self
             .permits
             .acquire()
@@ -96,7 +92,7 @@ impl Inner {
         if let Err(refused) = self.http.rules().check_host(image.host()) {
             return Err(FetchError::Refused(refused.to_string()));
         }
-        let (candidates, notes) = self.candidates(image, who).await;
+        let (candidates, notes) = self.candidates(wanted).await;
         let mut last = FetchError::Other("no credentials to try".to_string());
         let count = candidates.len();
         for (i, candidate) in candidates.into_iter().enumerate() {
@@ -110,7 +106,7 @@ impl Inner {
                 &candidate.credentials,
                 image,
                 reference,
-                platform,
+                &wanted.platform,
                 known,
             )
             .await
