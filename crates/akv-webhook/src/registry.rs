@@ -12,7 +12,8 @@
 //! - [`hosts`]: which hosts and addresses are contacted, redirected to, and resolved;
 //! - [`http`]: the bounded OCI distribution requests on one shared client;
 //! - [`flight`]: single flight that is cancelled with its last waiter;
-//! - [`oci`]: the lookup itself, caches and metrics.
+//! - [`oci`]: the lookup itself: its caches, the OCI protocol and its errors (its metrics
+//!   are in [`crate::metrics`]).
 
 pub mod acr;
 mod bounded;

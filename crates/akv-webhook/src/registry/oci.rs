@@ -1,9 +1,9 @@
 //! The registry-backed [`ImageConfigSource`]: reads image configs over the OCI distribution
 //! API ([`super::http`]), with the pod's pull secrets, and caches them.
 //!
-//! - [`cache`]: the moka caches and the single flights in front of them;
-//! - [`fetch`]: the OCI protocol of one lookup, credential by credential;
-//! - [`errors`]: what a lookup or the source's setup fails with, and the user's message.
+//! - `cache`: the moka caches and the single flights in front of them;
+//! - `fetch`: the OCI protocol of one lookup, credential by credential;
+//! - `errors`: what a lookup or the source's setup fails with, and the user's message.
 //!
 //! Concurrent lookups of the same key make one registry round trip ([`SingleFlight`]),
 //! which lives as long as some review still waits for it and is cancelled with the last

@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::registry::http::HttpError;
 use crate::registry::reference::ImageRef;
 
-/// Why a [`RegistrySource`] cannot be made.
+/// Why a [`RegistrySource`](super::RegistrySource) cannot be made.
 #[derive(Debug, Error)]
 pub enum RegistrySetupError {
     #[error("--registry-ca-file holds no PEM certificate")]
