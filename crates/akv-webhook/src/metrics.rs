@@ -104,13 +104,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
 
-        let reviews = Family::<OutcomeLabels, Counter>::default();
-        for outcome in Outcome::ALL {
-            // Start every outcome at 0 so that rate() works from the first review.
-            let _ = reviews.get_or_create(&OutcomeLabels {
-                outcome: outcome.as_str(),
-            });
-        }
+        let reviews = counted_from_zero(Outcome::ALL.map(|outcome| OutcomeLabels {
+            outcome: outcome.as_str(),
+        }));
         registry.register(
             "reviews",
             "Admission reviews answered, by outcome (skipped, patched, denied, invalid)",
@@ -138,12 +134,9 @@ impl Metrics {
             bad_requests.clone(),
         );
 
-        let tls_reloads = Family::<ResultLabels, Counter>::default();
-        for result in ReloadResult::ALL {
-            let _ = tls_reloads.get_or_create(&ResultLabels {
-                result: result.as_str(),
-            });
-        }
+        let tls_reloads = counted_from_zero(ReloadResult::ALL.map(|result| ResultLabels {
+            result: result.as_str(),
+        }));
         registry.register(
             "tls_reloads",
             "Reloads of the serving certificate after its files changed, by result (ok, error)",
@@ -224,6 +217,19 @@ impl Metrics {
     }
 }
 
+/// A counter family with each of `labels` already at 0, so that `rate()` works from the
+/// first event.
+fn counted_from_zero<L>(labels: impl IntoIterator<Item = L>) -> Family<L, Counter>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let family = Family::default();
+    for label in labels {
+        let _ = family.get_or_create(&label);
+    }
+    family
+}
+
 /// `akv_webhook_registry_*` metrics, counted by the registry source.
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryMetrics {
@@ -237,16 +243,13 @@ impl RegistryMetrics {
     /// The registry's metrics, registered into `metrics` when there is one (else they
     /// count unseen).
     pub(crate) fn new(metrics: Option<&Metrics>) -> Self {
+        let caches = || ["tag", "config"].map(|cache| CacheLabels { cache });
         let m = RegistryMetrics {
-            hits: Family::default(),
-            misses: Family::default(),
+            hits: counted_from_zero(caches()),
+            misses: counted_from_zero(caches()),
             errors: Family::default(),
             duration: Histogram::new(LOOKUP_BUCKETS),
         };
-        for cache in ["tag", "config"] {
-            let _ = m.hits.get_or_create(&CacheLabels { cache });
-            let _ = m.misses.get_or_create(&CacheLabels { cache });
-        }
         let Some(metrics) = metrics else {
             return m;
         };
