@@ -1,6 +1,9 @@
 //! The admission path: decode an AdmissionReview, plan, look up what must be looked up,
 //! mutate (pure), and answer. It never returns an error to the HTTP layer except for a
 //! request that is not an AdmissionReview at all ([`BadRequest`], answered with HTTP 400).
+//! Each review runs in a `review` tracing span that names it.
+
+mod decode;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,14 +12,14 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
-use serde::Deserialize;
+use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::Value;
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::inject::{self, ImageConfig, Plan, OPT_OUT_LABEL, STATUS_ANNOTATION, STATUS_INJECTED};
-use crate::registry::ImageConfigSource;
+use crate::registry::{ImageConfigSource, LookupError};
+use decode::{decode, pod_of, Request, SentPod};
 
 pub use crate::inject::InjectSettings;
 
@@ -35,6 +38,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome (a new variant goes here and in [`Outcome::as_str`]).
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Skipped,
+        Outcome::Patched,
+        Outcome::Denied,
+        Outcome::Invalid,
+    ];
+
     /// The label used in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,10 +63,12 @@ pub struct Reviewed {
     /// The AdmissionReview (with `response`) to send back, as JSON.
     pub body: Vec<u8>,
     pub outcome: Outcome,
-    /// Size in bytes of the JSONPatch (0 when there is none).
+    /// Size in bytes of the answer's JSONPatch (0 when there is none).
     pub patch_bytes: usize,
     /// Which request and pod this was, for logs.
     pub subject: Subject,
+    /// The `review` span the review was handled in: log lines about it belong in it.
+    pub span: tracing::Span,
 }
 
 /// What a review was about: enough to find it in the API server's audit log, never a value.
@@ -92,6 +105,9 @@ pub const DEFAULT_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
 /// bounds lookups across all reviews too).
 pub const LOOKUPS_PER_REVIEW: usize = 8;
 
+/// The result of looking up each image of a plan, by image reference.
+type Lookups = BTreeMap<String, Result<ImageConfig, LookupError>>;
+
 /// Answers admission reviews. Cheap to share behind an `Arc`.
 pub struct Admission {
     settings: InjectSettings,
@@ -119,60 +135,67 @@ impl Admission {
 
     /// Answers one review. `Err` only for a body that is not an AdmissionReview for a Pod.
     pub async fn review(&self, body: &[u8]) -> Result<Reviewed, BadRequest> {
-        let Decoded { request, object } = decode(body)?;
-        let mut subject = Subject {
+        let request = decode(body)?;
+        let sent = pod_of(request.object);
+        let subject = Subject {
             uid: request.uid.clone(),
             namespace: request.namespace.clone().unwrap_or_default(),
-            pod: request.name.clone(),
+            pod: match (&sent, request.name.is_empty()) {
+                (Ok(sent), true) => pod_name(&sent.pod),
+                _ => request.name.clone(),
+            },
         };
-        let (response, outcome, patch_bytes) = match pod_of(object.as_ref()) {
+        let span = tracing::info_span!(
+            "review",
+            uid = %subject.uid,
+            namespace = %subject.namespace,
+            pod = %subject.pod,
+            operation = ?request.operation,
+        );
+        let (response, outcome) = match sent {
+            // The body bounds the object's size from above (its JSON is part of it).
             Ok(pod) => {
-                if subject.pod.is_empty() {
-                    subject.pod = pod_name(&pod.pod);
-                }
-                // The body bounds the object's size from above (its JSON is part of it).
-                self.admit(&request, &pod, body.len()).await
+                self.admit(&request, &pod, body.len())
+                    .instrument(span.clone())
+                    .await
             }
-            Err(reason) => {
-                let mut response = AdmissionResponse::from(&request).deny(reason);
-                response.allowed = false;
-                (response, Outcome::Invalid, 0)
-            }
+            Err(reason) => (allowed(&request).deny(reason), Outcome::Invalid),
         };
-        let body = encode(response)?;
+        let (body, patch_bytes) = encode(response)?;
         Ok(Reviewed {
             body,
             outcome,
             patch_bytes,
             subject,
+            span,
         })
     }
 
     async fn admit(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &Request<'_>,
         sent: &SentPod,
         object_bytes: usize,
-    ) -> (AdmissionResponse, Outcome, usize) {
+    ) -> (AdmissionResponse, Outcome) {
         let pod = &sent.pod;
-        let allow = || AdmissionResponse::from(request);
+        let allow = || allowed(request);
         if !needs_injection(request, pod) {
-            return (allow(), Outcome::Skipped, 0);
+            return (allow(), Outcome::Skipped);
         }
         let plan = match inject::plan(pod, &self.settings.allow_vault_hosts, object_bytes) {
             Ok(Some(plan)) => plan,
-            Ok(None) => return (allow(), Outcome::Skipped, 0),
-            Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
+            Ok(None) => return (allow(), Outcome::Skipped),
+            Err(denial) => return (allow().deny(denial), Outcome::Denied),
         };
         if plan.targets.is_empty() {
-            return (with_warnings(allow(), &plan.warnings), Outcome::Skipped, 0);
+            return (with_warnings(allow(), &plan.warnings), Outcome::Skipped);
         }
         let images = self
             .look_up_images(&plan, pod, request.namespace.as_deref())
             .await;
         let mut mutation = match inject::mutate(pod, &plan, &self.settings, &images) {
             Ok(mutation) => mutation,
-            Err(denial) => return (allow().deny(denial), Outcome::Denied, 0),
+            Err(denial) => return (allow().deny(denial), Outcome::Denied),
         };
         if !sent.has_metadata {
             // The typed Pod reads a missing `metadata` as empty; the patch must apply to
@@ -180,18 +203,13 @@ impl Admission {
             mutation.patch.0.insert(0, inject::add_metadata());
         }
         match allow().with_patch(mutation.patch) {
-            Ok(response) => {
-                let patch_bytes = response.patch.as_ref().map_or(0, Vec::len);
-                (
-                    with_warnings(response, &mutation.warnings),
-                    Outcome::Patched,
-                    patch_bytes,
-                )
-            }
+            Ok(response) => (
+                with_warnings(response, &mutation.warnings),
+                Outcome::Patched,
+            ),
             Err(e) => (
-                AdmissionResponse::from(request).deny(format!("cannot encode the patch: {e}")),
+                allow().deny(format!("cannot encode the patch: {e}")),
                 Outcome::Invalid,
-                0,
             ),
         }
     }
@@ -200,84 +218,69 @@ impl Admission {
     /// one deadline for the whole review; an image not read by then is a timeout. The
     /// lookups run inside this future (nothing is spawned): when it returns, none of them
     /// is left running. Credentials are read in the review's namespace only.
-    async fn look_up_images(
-        &self,
-        plan: &Plan,
-        pod: &Pod,
-        namespace: Option<&str>,
-    ) -> BTreeMap<String, Result<ImageConfig, String>> {
+    async fn look_up_images(&self, plan: &Plan<'_>, pod: &Pod, namespace: Option<&str>) -> Lookups {
         use futures::StreamExt;
         let images = plan.images_to_look_up();
-        if images.is_empty() {
-            return BTreeMap::new();
-        }
         let Some(namespace) = namespace.filter(|ns| !ns.is_empty()) else {
-            let reason = "the review names no namespace, so the pod's pull secrets cannot be found";
             return images
                 .into_iter()
-                .map(|image| (image.to_string(), Err(reason.to_string())))
+                .map(|image| (image.to_string(), Err(LookupError::NoNamespace)))
                 .collect();
         };
         let limit = self.lookup_deadline;
         let deadline = tokio::time::Instant::now() + limit;
         let mut results = BTreeMap::new();
-        let mut pending = images
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .into_iter();
+        let mut pending = images.iter().copied();
         let mut running = futures::stream::FuturesUnordered::new();
         let collect = async {
             loop {
                 while running.len() < LOOKUPS_PER_REVIEW {
-                    match pending.next() {
-                        Some(image) => running.push(self.look_up_one(image, pod, namespace)),
-                        None => break,
-                    }
+                    let Some(image) = pending.next() else { break };
+                    running.push(async move {
+                        let result = self.images.image_config(image, pod, namespace).await;
+                        (image, result)
+                    });
                 }
-                match running.next().await {
-                    Some((image, result)) => {
-                        results.insert(image, result);
-                    }
-                    None => break,
-                }
+                let Some((image, result)) = running.next().await else {
+                    break;
+                };
+                results.insert(image.to_string(), result);
             }
         };
         // Past the deadline the unfinished lookups are dropped, which cancels them.
         let _ = tokio::time::timeout_at(deadline, collect).await;
         for image in images {
-            results.entry(image.to_string()).or_insert_with(|| {
-                Err(format!(
-                    "timeout: the registry did not answer within {} (the webhook's --registry-timeout)",
-                    akv_core::settings::format_duration(limit)
-                ))
-            });
+            results
+                .entry(image.to_string())
+                .or_insert(Err(LookupError::Timeout(limit)));
         }
         results
     }
-
-    async fn look_up_one(
-        &self,
-        image: String,
-        pod: &Pod,
-        namespace: &str,
-    ) -> (String, Result<ImageConfig, String>) {
-        let result = self.images.image_config(&image, pod, namespace).await;
-        (image, result.map_err(|e| e.to_string()))
-    }
 }
 
-/// Encodes the answer. kube-core serializes the patch as an array of numbers; the API
-/// server reads Go's `[]byte` as base64 too, which is a third of the size, so send that.
-fn encode(response: AdmissionResponse) -> Result<Vec<u8>, BadRequest> {
+/// An answer to `request` that allows it (kube builds one only from its own request type).
+fn allowed(request: &Request<'_>) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = request.uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
+    response
+}
+
+/// Encodes the answer, and says how large its patch is. kube-core serializes the patch as
+/// an array of numbers; the API server reads Go's `[]byte` as base64 too, which is a third
+/// of the size, so send that.
+fn encode(response: AdmissionResponse) -> Result<(Vec<u8>, usize), BadRequest> {
     let failed =
         |e: serde_json::Error| BadRequest::Malformed(format!("cannot encode the response: {e}"));
+    let patch_bytes = response.patch.as_ref().map_or(0, Vec::len);
     let patch = response.patch.as_deref().map(|p| BASE64.encode(p));
     let mut review = serde_json::to_value(response.into_review()).map_err(failed)?;
     if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
         *slot = Value::String(patch);
     }
-    serde_json::to_vec(&review).map_err(failed)
+    let body = serde_json::to_vec(&review).map_err(failed)?;
+    Ok((body, patch_bytes))
 }
 
 /// The pod's name, or `generateName*` for a pod a controller is creating.
@@ -289,27 +292,9 @@ fn pod_name(pod: &Pod) -> String {
     }
 }
 
-/// A serde error's message without the quoted input it may echo: a pod's env values can
-/// be anything, and these messages reach logs and users.
-fn redacted(error: &serde_json::Error) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    for c in error.to_string().chars() {
-        if c == '"' {
-            if !quoted {
-                out.push_str("\"…\"");
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Whether the webhook should look at this pod at all: a CREATE of a pod that is not
 /// opted out and not injected already (reinvocation is a no-op).
-fn needs_injection(request: &AdmissionRequest<DynamicObject>, pod: &Pod) -> bool {
+fn needs_injection(request: &Request<'_>, pod: &Pod) -> bool {
     let opted_out = pod
         .metadata
         .labels
@@ -331,123 +316,6 @@ fn with_warnings(mut response: AdmissionResponse, warnings: &[String]) -> Admiss
         response.warnings = Some(warnings.to_vec());
     }
     response
-}
-
-/// A review's request, and its object as it was sent (taken out of the request: the pod
-/// is read from it directly, and a patch must apply to exactly that JSON).
-struct Decoded {
-    request: AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
-}
-
-/// The Pod of a review, typed, and what the typed view cannot tell about the JSON sent.
-struct SentPod {
-    pod: Pod,
-    /// Whether the object has a `metadata` object (a typed Pod defaults a missing one).
-    has_metadata: bool,
-}
-
-/// Reads the body as an AdmissionReview v1 whose request is about a core/v1 Pod.
-fn decode(body: &[u8]) -> Result<Decoded, BadRequest> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BadRequest::Empty);
-    }
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| BadRequest::Json(redacted(&e)))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
-        return Err(BadRequest::WrongKind { api_version, kind });
-    }
-    if value.get("request").is_none_or(Value::is_null) {
-        return Err(BadRequest::NoRequest);
-    }
-    let object = value
-        .get_mut("request")
-        .and_then(|r| r.get_mut("object"))
-        .map(Value::take)
-        .filter(|o| !o.is_null());
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| BadRequest::Malformed(redacted(&e)))?;
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| BadRequest::NoRequest)?;
-    let gvk = &request.kind;
-    if !(gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod")
-        || request.sub_resource.is_some()
-    {
-        let group = if gvk.group.is_empty() {
-            "core"
-        } else {
-            gvk.group.as_str()
-        };
-        let mut what = format!("{group}/{}/{}", gvk.version, gvk.kind);
-        if let Some(sub) = &request.sub_resource {
-            what.push_str(&format!(" (subresource {sub})"));
-        }
-        return Err(BadRequest::NotAPod(what));
-    }
-    Ok(Decoded { request, object })
-}
-
-/// The Pod in a review, typed. An object that is missing, is not a `v1` `Pod` by its own
-/// `apiVersion` and `kind`, or does not read as a Pod is answered with an admission
-/// error rather than allowed.
-fn pod_of(object: Option<&Value>) -> Result<SentPod, String> {
-    let object = object.ok_or_else(|| {
-        "the review carries no object: akv-injector only handles pod CREATE".to_string()
-    })?;
-    let Some(fields) = object.as_object() else {
-        return Err(format!(
-            "the object is not a v1 Pod: it is a JSON {}, not an object",
-            json_type(object)
-        ));
-    };
-    let text = |key: &str| fields.get(key).and_then(Value::as_str);
-    let (api_version, kind) = (text("apiVersion"), text("kind"));
-    if (api_version, kind) != (Some("v1"), Some("Pod")) {
-        return Err(format!(
-            "the object is not a v1 Pod: {} and {}; akv-injector only handles Pods, check the MutatingWebhookConfiguration's rules",
-            described("apiVersion", api_version),
-            described("kind", kind)
-        ));
-    }
-    let pod = Pod::deserialize(object)
-        .map_err(|e| format!("the object is not a valid Pod: {}", redacted(&e)))?;
-    Ok(SentPod {
-        pod,
-        has_metadata: fields.get("metadata").is_some_and(Value::is_object),
-    })
-}
-
-/// `its kind is 'Deployment'` or `it has no kind`, the value shortened: it is the pod
-/// author's text.
-fn described(field: &str, value: Option<&str>) -> String {
-    const SHOWN: usize = 64;
-    match value {
-        Some(v) if v.chars().count() > SHOWN => {
-            let head: String = v.chars().take(SHOWN).collect();
-            format!("its {field} is '{}…'", head.escape_debug())
-        }
-        Some(v) => format!("its {field} is '{}'", v.escape_debug()),
-        None => format!("it has no {field}"),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 #[cfg(test)]
@@ -595,6 +463,72 @@ mod tests {
             assert_eq!(response["uid"], "u-1");
             assert_eq!(response["status"]["message"], want.as_str(), "{object}");
         }
+    }
+
+    #[test]
+    fn log_lines_of_a_review_name_it() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                lines.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "web-", "annotations": {"akv-injector.io/vault": "kv-1"}},
+            "spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/app:1", "env": [{"name": "DB", "value": "akv:db"}]}]}
+        });
+        let mut body = review(pod_kind(), pod);
+        body["request"]["namespace"] = json!("team");
+        let body = serde_json::to_vec(&body).expect("json");
+        // The registry source logs a failed lookup at debug level; this one fails at once
+        // (port 1 on loopback answers nothing, or the host rules refuse it).
+        crate::tls::install_default_provider();
+        let registry = crate::registry::RegistrySource::new(
+            crate::registry::RegistryOptions::default(),
+            Arc::new(crate::registry::NoPullSecrets),
+            None,
+            None,
+        )
+        .expect("a registry source");
+        let admission = Admission::new(admission().settings, Arc::new(registry));
+        let reviewed = tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            // Other tests meet the same callsites at the same time without a subscriber and
+            // may cache that they are off: once every callsite is registered, ask again.
+            let _ = rt.block_on(admission.review(&body));
+            tracing::callsite::rebuild_interest_cache();
+            captured.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            rt.block_on(admission.review(&body))
+        })
+        .expect("a review");
+        assert_eq!(reviewed.outcome, Outcome::Denied);
+        let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let line = logs
+            .lines()
+            .find(|l| l.contains("image lookup failed"))
+            .unwrap_or_else(|| panic!("no lookup line in {logs}"));
+        assert!(
+            line.contains("review{uid=u-1 namespace=team pod=web-* operation=Create}"),
+            "{line}"
+        );
     }
 
     #[test]

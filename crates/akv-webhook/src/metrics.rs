@@ -32,11 +32,9 @@ const PATCH_BUCKETS: [f64; 11] = [
     256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0, 131072.0, 262144.0,
 ];
 
-const OUTCOMES: [Outcome; 4] = [
-    Outcome::Skipped,
-    Outcome::Patched,
-    Outcome::Denied,
-    Outcome::Invalid,
+/// Registry lookup latency buckets, in seconds: 100µs (a cache hit) to 10s.
+const LOOKUP_BUCKETS: [f64; 13] = [
+    0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +45,11 @@ struct OutcomeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +67,19 @@ struct BuildLabels {
 pub enum ReloadResult {
     Ok,
     Error,
+}
+
+impl ReloadResult {
+    /// Every result (a new variant goes here and in [`ReloadResult::as_str`]).
+    pub const ALL: [ReloadResult; 2] = [ReloadResult::Ok, ReloadResult::Error];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Error => "error",
+        }
+    }
 }
 
 /// The webhook's metrics and the registry that holds them.
@@ -88,13 +104,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
 
-        let reviews = Family::<OutcomeLabels, Counter>::default();
-        for outcome in OUTCOMES {
-            // Start every outcome at 0 so that rate() works from the first review.
-            let _ = reviews.get_or_create(&OutcomeLabels {
-                outcome: outcome.as_str(),
-            });
-        }
+        let reviews = counted_from_zero(Outcome::ALL.map(|outcome| OutcomeLabels {
+            outcome: outcome.as_str(),
+        }));
         registry.register(
             "reviews",
             "Admission reviews answered, by outcome (skipped, patched, denied, invalid)",
@@ -122,12 +134,9 @@ impl Metrics {
             bad_requests.clone(),
         );
 
-        let tls_reloads = Family::<ResultLabels, Counter>::default();
-        for result in [ReloadResult::Ok, ReloadResult::Error] {
-            let _ = tls_reloads.get_or_create(&ResultLabels {
-                result: result_label(result),
-            });
-        }
+        let tls_reloads = counted_from_zero(ReloadResult::ALL.map(|result| ResultLabels {
+            result: result.as_str(),
+        }));
         registry.register(
             "tls_reloads",
             "Reloads of the serving certificate after its files changed, by result (ok, error)",
@@ -181,7 +190,7 @@ impl Metrics {
     pub fn tls_reload(&self, result: ReloadResult) {
         self.tls_reloads
             .get_or_create(&ResultLabels {
-                result: result_label(result),
+                result: result.as_str(),
             })
             .inc();
     }
@@ -208,10 +217,75 @@ impl Metrics {
     }
 }
 
-fn result_label(result: ReloadResult) -> &'static str {
-    match result {
-        ReloadResult::Ok => "ok",
-        ReloadResult::Error => "error",
+/// A counter family with each of `labels` already at 0, so that `rate()` works from the
+/// first event.
+fn counted_from_zero<L>(labels: impl IntoIterator<Item = L>) -> Family<L, Counter>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let family = Family::default();
+    for label in labels {
+        let _ = family.get_or_create(&label);
+    }
+    family
+}
+
+/// `akv_webhook_registry_*` metrics, counted by the registry source.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryMetrics {
+    hits: Family<CacheLabels, Counter>,
+    misses: Family<CacheLabels, Counter>,
+    errors: Family<ReasonLabels, Counter>,
+    duration: Histogram,
+}
+
+impl RegistryMetrics {
+    /// The registry's metrics, registered into `metrics` when there is one (else they
+    /// count unseen).
+    pub(crate) fn new(metrics: Option<&Metrics>) -> Self {
+        let caches = || ["tag", "config"].map(|cache| CacheLabels { cache });
+        let m = RegistryMetrics {
+            hits: counted_from_zero(caches()),
+            misses: counted_from_zero(caches()),
+            errors: Family::default(),
+            duration: Histogram::new(LOOKUP_BUCKETS),
+        };
+        let Some(metrics) = metrics else {
+            return m;
+        };
+        let mut registry = metrics.registry();
+        for (name, help, family) in [
+            ("registry_cache_hits", "Image lookups answered from a cache (tag: tag -> digest; config: digest -> ENTRYPOINT/CMD), waiters on an in-flight lookup included", &m.hits),
+            ("registry_cache_misses", "Image lookups that had to ask the registry, by cache", &m.misses),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "registry_lookup_errors",
+            "Image lookups that failed, by reason (auth, not_found, unreachable, refused, too_large, timeout, invalid, other)",
+            m.errors.clone(),
+        );
+        registry.register(
+            "registry_lookup_duration_seconds",
+            "Time to read one image's ENTRYPOINT/CMD, cache hits included, in seconds",
+            m.duration.clone(),
+        );
+        drop(registry);
+        m
+    }
+
+    /// Counts one lookup that `cache` (`tag` or `config`) answered, or did not.
+    pub(crate) fn cache(&self, cache: &'static str, hit: bool) {
+        let family = if hit { &self.hits } else { &self.misses };
+        family.get_or_create(&CacheLabels { cache }).inc();
+    }
+
+    /// Records one lookup: how long it took, and why it failed if it did.
+    pub(crate) fn lookup(&self, elapsed: Duration, failure: Option<&'static str>) {
+        self.duration.observe(elapsed.as_secs_f64());
+        if let Some(reason) = failure {
+            self.errors.get_or_create(&ReasonLabels { reason }).inc();
+        }
     }
 }
 

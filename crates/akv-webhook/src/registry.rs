@@ -12,7 +12,8 @@
 //! - [`hosts`]: which hosts and addresses are contacted, redirected to, and resolved;
 //! - [`http`]: the bounded OCI distribution requests on one shared client;
 //! - [`flight`]: single flight that is cancelled with its last waiter;
-//! - [`oci`]: the lookup itself, caches and metrics.
+//! - [`oci`]: the lookup itself: its caches, the OCI protocol and its errors (its metrics
+//!   are in [`crate::metrics`]).
 
 pub mod acr;
 mod bounded;
@@ -43,6 +44,12 @@ pub enum LookupError {
     Disabled,
     #[error("{0}")]
     Failed(String),
+    /// The review names no namespace to read the pod's pull secrets in.
+    #[error("the review names no namespace, so the pod's pull secrets cannot be found")]
+    NoNamespace,
+    /// The review's deadline for all its lookups passed first.
+    #[error("timeout: the registry did not answer within {} (the webhook's --registry-timeout)", akv_core::settings::format_duration(*.0))]
+    Timeout(std::time::Duration),
 }
 
 /// Reads the ENTRYPOINT and CMD of an image, with the pod's credentials where it has any.

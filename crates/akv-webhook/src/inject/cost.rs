@@ -63,7 +63,7 @@ impl Estimate {
 pub fn estimate_before_lookups(
     object_bytes: usize,
     config: &PodConfig,
-    targets: &[Target],
+    targets: &[Target<'_>],
 ) -> Estimate {
     let argvs = targets.iter().map(|t| match &t.argv {
         ArgvSource::Explicit(argv) => argv_bytes(argv),
@@ -77,7 +77,7 @@ pub fn estimate_before_lookups(
 pub fn estimate(
     object_bytes: usize,
     config: &PodConfig,
-    targets: &[Target],
+    targets: &[Target<'_>],
     argvs: &[Vec<String>],
     settings_env: &[(String, String)],
     install_container_bytes: usize,
@@ -96,7 +96,7 @@ pub fn estimate(
 fn estimate_with(
     object_bytes: usize,
     config: &PodConfig,
-    targets: &[Target],
+    targets: &[Target<'_>],
     argvs: impl Iterator<Item = usize>,
     settings_env: &[(String, String)],
     install_container_bytes: usize,

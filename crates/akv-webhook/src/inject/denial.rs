@@ -4,6 +4,7 @@ use akv_core::{ReferenceError, VaultError};
 use thiserror::Error;
 
 use super::annotations::AnnotationError;
+use crate::registry::LookupError;
 
 /// A reason to refuse a pod, shown to the user by `kubectl`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -31,8 +32,10 @@ pub enum Denial {
     NoEntrypoint {
         container: String,
         image: String,
-        reason: String,
+        reason: LookupError,
     },
+    #[error("container '{container}' has no command, and the entrypoint of image '' could not be read from its registry: the container has no image. Set `command` in the container spec to avoid the registry lookup")]
+    NoImage { container: String },
     #[error("container '{container}' has no command, and image '{image}' has neither ENTRYPOINT nor CMD: set `command` in the container spec")]
     EmptyImageArgv { container: String, image: String },
     #[error("injecting this pod would make it larger than Kubernetes can store: the pod's review is {object_bytes} bytes and the patch would add up to {patch_bytes} bytes ({containers} injected containers, {env} akv-injector.io/env.* annotations), over etcd's limit of {max} bytes (1.5 MiB) per object. Inject fewer containers (akv-injector.io/containers) or declare fewer env.* annotations", max = super::cost::MAX_OBJECT_BYTES)]

@@ -22,6 +22,7 @@ use super::{
     InjectSettings, ENV_BINARY, IMAGE_BINARY, INSTALL_CONTAINER, MOUNT_PATH, STATUS_ANNOTATION,
     STATUS_INJECTED, VOLUME_NAME,
 };
+use crate::registry::LookupError;
 
 /// The result of a successful injection.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,13 +33,14 @@ pub struct Mutation {
     pub estimated_patch_bytes: usize,
 }
 
-/// Builds the patch for a planned pod. `images` holds the config of every image in
-/// [`Plan::images_to_look_up`]; a missing one is the lookup error given for it.
+/// Builds the patch for a planned pod. `images` holds the lookup of every image in
+/// [`Plan::images_to_look_up`]; an image missing from it was not looked up, as when the
+/// lookup is turned off.
 pub fn mutate(
     pod: &Pod,
-    plan: &Plan,
+    plan: &Plan<'_>,
     settings: &InjectSettings,
-    images: &BTreeMap<String, Result<ImageConfig, String>>,
+    images: &BTreeMap<String, Result<ImageConfig, LookupError>>,
 ) -> Result<Mutation, Denial> {
     let spec = pod.spec.as_ref();
     let settings_env = settings_env(plan, settings);
@@ -65,14 +67,7 @@ pub fn mutate(
 
     let mut ops = Vec::new();
     for (target, argv) in plan.targets.iter().zip(argvs) {
-        let list = match target.id.kind {
-            ContainerKind::Init => spec.and_then(|s| s.init_containers.as_ref()),
-            ContainerKind::App => spec.map(|s| &s.containers),
-        };
-        let Some(container) = list.and_then(|l| l.get(target.id.index)) else {
-            continue;
-        };
-        wrap_container(&mut ops, target, container, argv, plan, &settings_env);
+        wrap_container(&mut ops, target, argv, plan, &settings_env);
     }
 
     let has_volumes = spec.is_some_and(|s| s.volumes.is_some());
@@ -120,27 +115,30 @@ pub fn add_metadata() -> PatchOperation {
 }
 
 fn original_argv(
-    target: &Target,
-    images: &BTreeMap<String, Result<ImageConfig, String>>,
+    target: &Target<'_>,
+    images: &BTreeMap<String, Result<ImageConfig, LookupError>>,
 ) -> Result<Vec<String>, Denial> {
     match &target.argv {
         ArgvSource::Explicit(argv) => Ok(argv.clone()),
         ArgvSource::Image { image, args } => {
-            let no_entrypoint = |reason: &str| Denial::NoEntrypoint {
-                container: target.id.name.clone(),
-                image: image.clone(),
-                reason: reason.to_string(),
-            };
+            let container = || target.id.name.clone();
             if image.is_empty() {
-                return Err(no_entrypoint("the container has no image"));
+                return Err(Denial::NoImage {
+                    container: container(),
+                });
             }
+            let no_entrypoint = |reason: LookupError| Denial::NoEntrypoint {
+                container: container(),
+                image: image.clone(),
+                reason,
+            };
             let config = match images.get(image) {
                 Some(Ok(config)) => config,
-                Some(Err(reason)) => return Err(no_entrypoint(reason)),
-                None => return Err(no_entrypoint("the registry lookup is turned off")),
+                Some(Err(reason)) => return Err(no_entrypoint(reason.clone())),
+                None => return Err(no_entrypoint(LookupError::Disabled)),
             };
             config.argv(args).ok_or_else(|| Denial::EmptyImageArgv {
-                container: target.id.name.clone(),
+                container: container(),
                 image: image.clone(),
             })
         }
@@ -149,7 +147,7 @@ fn original_argv(
 
 /// The `AKV_INJECTOR_*` variables carrying the pod's settings, through the codec that
 /// akv-env reads them back with. The allowlist is always among them (see `PodSettings`).
-fn settings_env(plan: &Plan, settings: &InjectSettings) -> Vec<EnvVar> {
+fn settings_env(plan: &Plan<'_>, settings: &InjectSettings) -> Vec<EnvVar> {
     let pod = akv_core::PodSettings {
         allow_vault_hosts: settings.allow_vault_hosts.clone(),
         ..plan.config.settings.clone()
@@ -162,12 +160,12 @@ fn settings_env(plan: &Plan, settings: &InjectSettings) -> Vec<EnvVar> {
 
 fn wrap_container(
     ops: &mut Vec<PatchOperation>,
-    target: &Target,
-    container: &Container,
+    target: &Target<'_>,
     argv: Vec<String>,
-    plan: &Plan,
+    plan: &Plan<'_>,
     settings_env: &[EnvVar],
 ) {
+    let container = target.container;
     let list = match target.id.kind {
         ContainerKind::Init => "initContainers",
         ContainerKind::App => "containers",

@@ -45,26 +45,28 @@ pub enum ArgvSource {
 }
 
 /// One container to inject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target<'a> {
     pub id: ContainerId,
+    /// The container itself, as the pod has it.
+    pub container: &'a Container,
     pub argv: ArgvSource,
     /// Whether the `env.*` annotations are added to this container.
     pub gets_annotated_env: bool,
 }
 
-/// What to do to a pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+/// What to do to a pod; it borrows the pod's containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan<'a> {
     pub config: PodConfig,
-    pub targets: Vec<Target>,
+    pub targets: Vec<Target<'a>>,
     pub warnings: Vec<String>,
     /// Upper bound of the pod's size as it was sent, for the size check before the patch
     /// is built.
     pub object_bytes: usize,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// The images whose config must be read before [`super::mutate`], each once.
     pub fn images_to_look_up(&self) -> BTreeSet<&str> {
         self.targets
@@ -89,7 +91,11 @@ struct Scanned<'a> {
 /// `object_bytes` bounds the size of the pod's JSON as it was sent (e.g. the review's
 /// length). A pod whose injection would make an object larger than Kubernetes stores is
 /// denied here, before any registry lookup, and its work is linear in its size.
-pub fn plan(pod: &Pod, policy: &HostPolicy, object_bytes: usize) -> Result<Option<Plan>, Denial> {
+pub fn plan<'a>(
+    pod: &'a Pod,
+    policy: &HostPolicy,
+    object_bytes: usize,
+) -> Result<Option<Plan<'a>>, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let config = PodConfig::parse(annotations)?;
@@ -139,16 +145,15 @@ pub fn plan(pod: &Pod, policy: &HostPolicy, object_bytes: usize) -> Result<Optio
     }
     check_names_free(spec)?;
     let mut targets = Vec::new();
-    let mut positions = Vec::new();
     for (position, listed) in selected {
         let s = &scanned[position];
-        positions.push(position);
         let id = s.id.clone();
         for (place, reference) in &s.references {
             check_vault(&format!("{id}, {place}"), reference, &config, policy)?;
         }
         check_container_free(&id, s.container)?;
         targets.push(Target {
+            container: s.container,
             argv: argv_source(s.container),
             gets_annotated_env: id.kind == ContainerKind::App || listed,
             id,
@@ -160,12 +165,9 @@ pub fn plan(pod: &Pod, policy: &HostPolicy, object_bytes: usize) -> Result<Optio
         &config,
         &targets,
     ))?;
-    for (target, &position) in targets.iter().zip(&positions) {
-        if !target.gets_annotated_env || config.env.is_empty() {
-            continue;
-        }
-        let s = &scanned[position];
-        let defined: HashSet<&str> = s
+    let shadowed = |t: &&Target<'_>| t.gets_annotated_env && !config.env.is_empty();
+    for target in targets.iter().filter(shadowed) {
+        let defined: HashSet<&str> = target
             .container
             .env
             .iter()
@@ -231,18 +233,8 @@ fn scan_containers(spec: &PodSpec) -> Result<Vec<Scanned<'_>>, Denial> {
             .iter()
             .flatten()
             .filter_map(|e| e.value.as_deref().map(|v| (format!("env {}", e.name), v)));
-        let command = container
-            .command
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, v)| (format!("command[{i}]"), v.as_str()));
-        let args = container
-            .args
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, v)| (format!("args[{i}]"), v.as_str()));
+        let command = indexed("command", &container.command);
+        let args = indexed("args", &container.args);
         for (place, value) in env.chain(command).chain(args) {
             let template = Template::scan(value).map_err(|source| Denial::BadReference {
                 place: format!("{id}, {place}"),
@@ -259,6 +251,18 @@ fn scan_containers(spec: &PodSpec) -> Result<Vec<Scanned<'_>>, Denial> {
         });
     }
     Ok(out)
+}
+
+/// The items of a list field with their places, e.g. `args[0]`.
+fn indexed<'a>(
+    field: &'static str,
+    items: &'a Option<Vec<String>>,
+) -> impl Iterator<Item = (String, &'a str)> + 'a {
+    items
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(move |(i, v)| (format!("{field}[{i}]"), v.as_str()))
 }
 
 /// The containers to inject, as positions in `scanned`, each with whether the pod listed

@@ -49,20 +49,6 @@ impl ImageRef {
         self.inner.digest()
     }
 
-    /// The reference to fetch `digest` (a manifest or blob) from this repository.
-    pub fn with_digest(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.registry().to_string(),
-            self.repository().to_string(),
-            digest.to_string(),
-        )
-    }
-
-    /// The reference as the container spec gave it (tag, digest, or both).
-    pub fn reference(&self) -> &Reference {
-        &self.inner
-    }
-
     /// `registry/repository` in normalised form, e.g. `docker.io/library/nginx`.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry(), self.repository())

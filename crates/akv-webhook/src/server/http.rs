@@ -189,6 +189,7 @@ async fn review(state: &AppState, request: Request) -> Result<Response, ApiError
         .observe_review(reviewed.outcome, elapsed, patch_bytes);
     // Never log the body: a pod's env can hold values.
     info!(
+        parent: &reviewed.span,
         uid = %reviewed.subject.uid,
         namespace = %reviewed.subject.namespace,
         pod = %reviewed.subject.pod,
