@@ -71,6 +71,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Registry(#[from] RegistrySetupError),
+    #[error("the webhook's workload identity: {0}")]
+    Identity(#[from] akv_core::VarError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         what: &'static str,
@@ -626,7 +628,7 @@ async fn admission(
             Arc::new(NoPullSecrets)
         }
     };
-    let acr: Option<Arc<dyn AcrTokenSource>> = match WorkloadIdentity::from_env() {
+    let acr: Option<Arc<dyn AcrTokenSource>> = match WorkloadIdentity::from_env()? {
         Some(identity) => {
             let roots = match &options.ca_pem {
                 Some(pem) => registry::oci::parse_ca_pem(pem)?,
