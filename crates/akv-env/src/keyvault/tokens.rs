@@ -18,10 +18,13 @@ use crate::error::Cause;
 use super::classify::classify;
 use super::retry::with_retries;
 
+/// One scope's token: fetched by the first fetch that needs it, awaited by the others.
+type TokenCell = Arc<OnceCell<Result<String, Cause>>>;
+
 /// The pod's credential and the tokens it got, by scope.
 pub struct SharedTokens {
     credential: Arc<dyn TokenCredential>,
-    by_scope: Mutex<BTreeMap<String, Arc<OnceCell<Result<String, Cause>>>>>,
+    by_scope: Mutex<BTreeMap<String, TokenCell>>,
     deadline: Instant,
     timeout: Duration,
 }
