@@ -13,12 +13,11 @@
 // [{"name":..., "bin":...}], all speak akv-env's interface), RUNS, DELAY_MS, BENCH_OUT (JSON file).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { envFor as envFor_, firstLine, startSeededHarness } from '../../crates/akv-env/tests/testbed/bench-setup.mjs';
+import { envFor as envFor_, firstLine, floorOnce, startSeededHarness } from '../../crates/akv-env/tests/testbed/bench-setup.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const impls = JSON.parse(process.env.BENCH_INPOD_IMPLS);
@@ -66,29 +65,11 @@ const connections = () => { const c = JSON.parse(readFileSync(countFile, 'utf8')
 const sumTotals = (obj) => Object.values(obj ?? {}).reduce((a, v) => a + v.total, 0);
 
 // The floor: one token request, then one Key Vault GET, each on a new TLS connection.
-const ca = readFileSync(process.env.AKV_TESTBED_CA);
-function request(opts, body) {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ ca, agent: false, ...opts }, (res) => {
-      let raw = '';
-      res.on('data', (c) => { raw += c; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(raw)) : reject(new Error(`${opts.path}: ${res.statusCode} ${raw}`))));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-async function floorOnce() {
-  const t0 = performance.now();
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://vault.azure.net/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: federated }).toString();
-  const tok = await request({ host: 'localhost', port: tokenPort, path: `/${tenant}/oauth2/v2.0/token`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) } }, form);
-  await request({ host: '127.0.0.1', servername: '', port: vaultPort, path: '/secrets/bench-secret-0?api-version=7.5', method: 'GET', headers: { authorization: `Bearer ${tok.access_token}` } });
-  return performance.now() - t0;
-}
+const floorArgs = { ca: readFileSync(process.env.AKV_TESTBED_CA), clientId, tenant, federated, token: { host: 'localhost', port: tokenPort }, vault: { host: '127.0.0.1', servername: '', port: vaultPort } };
 
-await floorOnce();
+await floorOnce(floorArgs);
 const floor = [];
-for (let i = 0; i < runs; i++) floor.push(await floorOnce());
+for (let i = 0; i < runs; i++) floor.push(await floorOnce(floorArgs));
 const baseline = [];
 for (let i = 0; i < runs; i++) baseline.push(await startDelayMs('/bin/date', ['+%s%N'], baseEnv));
 const baselineMs = median(baseline);

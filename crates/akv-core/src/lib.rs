@@ -1,7 +1,10 @@
 //! What `akv-webhook` and `akv-env` must agree on: the reference grammar, how a value
-//! holds references, where a vault lives, and the settings passed down to the pod.
+//! holds references, where a vault lives, the settings passed down to the pod, and the
+//! workload identity both read from the standard `AZURE_*` variables.
 #![forbid(unsafe_code)]
 
+pub mod error_chain;
+pub mod identity;
 pub mod pod_settings;
 pub mod reference;
 pub mod roles;
@@ -9,6 +12,8 @@ pub mod settings;
 pub mod template;
 pub mod vault;
 
+pub use error_chain::error_chain;
+pub use identity::{AzureVars, VarError, WorkloadIdentity};
 pub use pod_settings::{PodSettings, PodSettingsError};
 pub use reference::{ObjectKind, Part, Reference, ReferenceError, VaultRef};
 pub use template::{Segment, Template};

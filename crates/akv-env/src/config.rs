@@ -7,16 +7,16 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use akv_core::identity::text_var;
 use akv_core::settings::DEFAULT_TIMEOUT;
-use akv_core::{HostPolicy, PodSettings, VaultUrl};
+use akv_core::{AzureVars, HostPolicy, PodSettings, VaultUrl, WorkloadIdentity};
 
 use crate::error::ConfigError;
 
-pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
-pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
-pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
-pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
-pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
+pub use akv_core::identity::{
+    AZURE_AUTHORITY_HOST, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID,
+    DEFAULT_AUTHORITY_HOST,
+};
 
 /// The environment as a list of pairs, in order.
 pub type Env = Vec<(OsString, OsString)>;
@@ -37,13 +37,7 @@ pub struct EnvConfig {
 }
 
 /// The identity used to read the vaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub client_id: String,
-    pub tenant_id: String,
-    pub token_file: PathBuf,
-    pub authority_host: String,
-}
+pub type Identity = WorkloadIdentity;
 
 /// Looks a variable up; empty counts as unset.
 pub fn lookup<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> {
@@ -54,18 +48,9 @@ pub fn lookup<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsS
         .filter(|v| !v.is_empty())
 }
 
-fn text(env: &[(OsString, OsString)], name: &'static str) -> Result<Option<String>, ConfigError> {
-    match lookup(env, name) {
-        None => Ok(None),
-        Some(v) => match v.to_str() {
-            Some(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
-            None => Err(ConfigError::Authority {
-                var: name,
-                value: v.to_string_lossy().into_owned(),
-                reason: "is not valid UTF-8",
-            }),
-        },
-    }
+/// [`lookup`] as the closure akv-core's readers take.
+fn lookup_in(env: &[(OsString, OsString)]) -> impl Fn(&str) -> Option<OsString> + '_ {
+    move |name| lookup(env, name).map(OsStr::to_os_string)
 }
 
 impl EnvConfig {
@@ -75,7 +60,7 @@ impl EnvConfig {
         // Every AKV_INJECTOR_* setting goes through the codec the webhook wrote it with;
         // a value that is not UTF-8 is named first.
         for var in PodSettings::VARS {
-            text(env, var)?;
+            text_var(&lookup_in(env), var)?;
         }
         let pod = PodSettings::from_env(|name: &str| {
             env.iter()
@@ -83,24 +68,18 @@ impl EnvConfig {
                 .filter_map(|(_, v)| v.to_str())
                 .collect::<Vec<_>>()
         })?;
-        let client_id = match pod.client_id {
-            Some(id) => Some(id),
-            None => text(env, AZURE_CLIENT_ID)?,
-        };
-        let tenant_id = match pod.tenant_id {
-            Some(id) => Some(id),
-            None => text(env, AZURE_TENANT_ID)?,
-        };
-        let authority_host = match text(env, AZURE_AUTHORITY_HOST)? {
-            Some(v) => check_authority(&v)?,
-            None => DEFAULT_AUTHORITY_HOST.to_string(),
-        };
+        // An annotation hides the AZURE_* variable it overrides (which is then not read).
+        let azure = AzureVars::read(|name| match name {
+            AZURE_CLIENT_ID if pod.client_id.is_some() => None,
+            AZURE_TENANT_ID if pod.tenant_id.is_some() => None,
+            _ => lookup_in(env)(name),
+        })?;
         Ok(EnvConfig {
             default_vault: pod.vault,
-            client_id,
-            tenant_id,
-            token_file: lookup(env, AZURE_FEDERATED_TOKEN_FILE).map(PathBuf::from),
-            authority_host,
+            client_id: pod.client_id.or(azure.client_id),
+            tenant_id: pod.tenant_id.or(azure.tenant_id),
+            token_file: azure.token_file,
+            authority_host: azure.authority_host,
             ignore_missing: pod.ignore_missing.unwrap_or(false),
             timeout: pod.timeout.unwrap_or(DEFAULT_TIMEOUT),
             hosts: pod.allow_vault_hosts,
@@ -116,28 +95,6 @@ impl EnvConfig {
             authority_host: self.authority_host.clone(),
         })
     }
-}
-
-/// `AZURE_AUTHORITY_HOST` must be an https URL with a host and nothing after it.
-fn check_authority(value: &str) -> Result<String, ConfigError> {
-    let bad = |reason| ConfigError::Authority {
-        var: AZURE_AUTHORITY_HOST,
-        value: value.to_string(),
-        reason,
-    };
-    let rest = match value.get(..8) {
-        Some(p) if p.eq_ignore_ascii_case("https://") => &value[8..],
-        _ => return Err(bad(
-            "the authority host must be an https:// URL, e.g. https://login.microsoftonline.com/",
-        )),
-    };
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad(
-            "give only https://HOST[:PORT]/, e.g. https://login.microsoftonline.com/",
-        ));
-    }
-    Ok(format!("https://{host}/"))
 }
 
 #[cfg(test)]

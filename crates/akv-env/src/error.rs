@@ -53,12 +53,9 @@ pub enum ConfigError {
     /// An `AKV_INJECTOR_*` setting, named with its value (settings are not secrets).
     #[error(transparent)]
     PodSetting(#[from] akv_core::PodSettingsError),
-    #[error("{var}={value:?}: {reason}")]
-    Authority {
-        var: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    /// An `AZURE_*` variable (or any setting that is not UTF-8), named with its value.
+    #[error(transparent)]
+    Var(#[from] akv_core::VarError),
     #[error("no workload identity client id: neither AKV_INJECTOR_CLIENT_ID (pod annotation akv-injector.io/client-id) nor AZURE_CLIENT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation")]
     NoClientId,
     #[error("no tenant id: neither AKV_INJECTOR_TENANT_ID (pod annotation akv-injector.io/tenant-id) nor AZURE_TENANT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" so Azure Workload Identity sets AZURE_TENANT_ID, or set the annotation")]

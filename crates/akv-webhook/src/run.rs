@@ -93,7 +93,7 @@ async fn registry_source(
             Arc::new(NoPullSecrets)
         }
     };
-    let acr: Option<Arc<dyn AcrTokenSource>> = match WorkloadIdentity::from_env() {
+    let acr: Option<Arc<dyn AcrTokenSource>> = match WorkloadIdentity::from_env()? {
         Some(identity) => {
             let roots = match &options.ca_pem {
                 Some(pem) => registry::oci::parse_ca_pem(pem)?,

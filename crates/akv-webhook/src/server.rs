@@ -53,6 +53,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Registry(#[from] RegistrySetupError),
+    #[error("the webhook's workload identity: {0}")]
+    Identity(#[from] akv_core::VarError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         what: &'static str,

@@ -1,6 +1,7 @@
 //! Which token a vault may ask for. Key Vault's 401 challenge names the token audience
-//! (`resource="https://vault.azure.net"`); akv-env never takes that on trust: it asks
-//! Entra ID only for the Key Vault audience of the vault's cloud, known from the host.
+//! (`resource="https://vault.azure.net"`); akv-env never takes that on trust: a host under
+//! a Key Vault suffix gets its cloud's audience without asking, and an operator-allowed
+//! host may name only a Key Vault audience.
 //!
 //! Audiences per DNS suffix: Azure PowerShell's cloud table (AllEnvironments:
 //! `AzureKeyVaultDnsSuffix` → `AzureKeyVaultServiceEndpointResourceId`, e.g. vault.azure.cn
@@ -8,10 +9,6 @@
 //! Gov and Germany), and Managed HSM's challenge (`resource="https://managedhsm.azure.net"`).
 
 use std::fmt;
-use std::sync::Arc;
-
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::error::{Error, ErrorKind};
 
 /// (DNS suffix, token audience) of Key Vault and Managed HSM in each cloud; the same
 /// suffixes as `akv_core::vault::KEY_VAULT_SUFFIXES`.
@@ -23,16 +20,24 @@ pub const KEY_VAULT_AUDIENCES: [(&str, &str); 5] = [
     ("managedhsm.azure.net", "https://managedhsm.azure.net"),
 ];
 
+/// The audience of a host under a Key Vault suffix (one per cloud); `None` for any other
+/// host (operator-allowed), which must say in its challenge which one it wants.
+pub fn known_audience(host: &str) -> Option<&'static str> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    KEY_VAULT_AUDIENCES
+        .iter()
+        .find(|(suffix, _)| {
+            host.strip_suffix(suffix)
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+        })
+        .map(|(_, audience)| *audience)
+}
+
 /// The audiences a vault host may ask for: the one of its cloud for a Key Vault host; any
 /// Key Vault audience for a host the operator allowed (a private DNS name, a proxy).
 pub fn audiences_for(host: &str) -> Vec<&'static str> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let known = KEY_VAULT_AUDIENCES.iter().find(|(suffix, _)| {
-        host.strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.') && head.len() > 1)
-    });
-    match known {
-        Some((_, audience)) => vec![*audience],
+    match known_audience(host) {
+        Some(audience) => vec![audience],
         None => KEY_VAULT_AUDIENCES.iter().map(|(_, a)| *a).collect(),
     }
 }
@@ -81,37 +86,6 @@ pub fn check_scopes(host: &str, scopes: &[&str]) -> Result<(), ChallengeRefused>
             asked: found.map(|s| s.to_string()).unwrap_or_default(),
             allowed,
         }),
-    }
-}
-
-/// The resource named in the SDK's own refusal (`verify_challenge_resource`), which runs
-/// before [`ScopeGuard`] for Key Vault hosts: "challenge resource 'R' doesn't match the
-/// requested domain 'H'...".
-pub fn sdk_refusal(message: &str) -> Option<(String, String)> {
-    let rest = message.split_once("challenge resource '")?.1;
-    let (resource, rest) = rest.split_once('\'')?;
-    let rest = rest.split_once("doesn't match the requested domain '")?.1;
-    let (host, _) = rest.split_once('\'')?;
-    Some((resource.to_string(), host.to_string()))
-}
-
-/// The credential one vault's clients use: refuses any scope but the vault's audience
-/// before the request reaches Entra ID.
-#[derive(Debug)]
-pub struct ScopeGuard {
-    pub inner: Arc<dyn TokenCredential>,
-    pub host: String,
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for ScopeGuard {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        check_scopes(&self.host, scopes).map_err(|e| Error::new(ErrorKind::Other, e))?;
-        self.inner.get_token(scopes, options).await
     }
 }
 
@@ -201,22 +175,6 @@ mod tests {
                 .expect_err("refused")
                 .to_string(),
             "the server at 127.0.0.1 challenged for a token for 'https://management.azure.com', which is not a Key Vault audience (https://vault.azure.net, https://vault.azure.cn, https://vault.usgovcloudapi.net, https://vault.microsoftazure.de, https://managedhsm.azure.net); akv-env asks Entra ID only for Key Vault tokens, so no token was requested"
-        );
-    }
-
-    #[test]
-    fn sdk_refusals() {
-        let msg = "challenge resource 'https://management.azure.com/.default' doesn't match the requested domain 'kv.vault.azure.net'. Set verify_challenge_resource in client options to disable this validation if necessary.";
-        assert_eq!(
-            sdk_refusal(msg),
-            Some((
-                "https://management.azure.com/.default".into(),
-                "kv.vault.azure.net".into()
-            ))
-        );
-        assert_eq!(
-            sdk_refusal("no scope or resource in authentication challenge"),
-            None
         );
     }
 }

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -49,4 +50,30 @@ export function envFor(base, n) {
   const env = { ...base };
   for (let i = 0; i < n; i++) env[`SECRET_${i}`] = `akv:bench-secret-${i}`;
   return env;
+}
+
+/** One HTTPS request on a new connection; resolves with the JSON answer of a 200. */
+export function freshRequest(opts, body) {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ agent: false, ...opts }, (res) => {
+      let raw = '';
+      res.on('data', (c) => { raw += c; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(raw)) : reject(new Error(`${opts.path}: ${res.statusCode} ${raw}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * The floor a perfect client could reach, in ms: one token request, then one Key Vault
+ * GET, each on a new TLS connection. `token` and `vault` are {host, port, servername?};
+ * `ca` the roots; `secret` a secret the identity may read.
+ */
+export async function floorOnce({ ca, token, vault, clientId, tenant, federated, secret = 'bench-secret-0' }) {
+  const t0 = performance.now();
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://vault.azure.net/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: federated }).toString();
+  const tok = await freshRequest({ ca, ...token, path: `/${tenant}/oauth2/v2.0/token`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) } }, form);
+  await freshRequest({ ca, ...vault, path: `/secrets/${secret}?api-version=2025-07-01`, method: 'GET', headers: { authorization: `Bearer ${tok.access_token}` } });
+  return performance.now() - t0;
 }

@@ -1,33 +1,69 @@
-// Startup benchmark for akv-env (run by scripts/bench-akv-env).
-// Starts the harness (token endpoint + vaults), seeds 50 secrets, then for 1, 10 and 50
-// references measures, over RUNS runs each:
-//   - the time from spawning `akv-env -- /bin/date +%s%N` to the application's start
-//     (date prints its own start time), minus the same for `/bin/date` alone;
-//   - token requests and Key Vault requests per start (from the harness's counters);
-//   - peak RSS of akv-env (/usr/bin/time -f %M) while it fetches.
-// Env: AKV_TESTBED_* (from scripts/testbed-keyvault env), AKV_ENV_BIN, RUNS.
-import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+// Startup benchmark for akv-env (run by scripts/bench-akv-env, inside a mount namespace
+// whose /etc/hosts resolves kv-bench-{0,1,2}.vault.azure.net to 127.0.0.1, so akv-env
+// takes its Key Vault path: the audience known from the host, no challenge).
+// Starts the harness (token endpoint + vaults) and, for each case (1, 10, 50 and 200
+// objects in one vault; 50 over 3 vaults) and each injected round trip (20 ms and 0 ms,
+// by scripts/lib/bench-delay-proxy.mjs in front of the token endpoint and every vault),
+// measures over RUNS runs:
+//   - the floor: one token exchange, then one Key Vault GET, each on a new TLS
+//     connection, from this process through the same proxies;
+//   - our start: spawning `akv-env -- /bin/date +%s%N` until date starts (it prints its
+//     own start time), minus the same for /bin/date alone;
+//   - Key Vault requests, token requests, and TLS connections (vaults, token endpoint)
+//     per start, from the harness's counters;
+//   - peak RSS of akv-env (/usr/bin/time -f %M, with /bin/true as the application).
+// Prints medians with min–max. Env: AKV_TESTBED_* (scripts/testbed-keyvault env),
+// AKV_ENV_BIN, RUNS (default 10), CASES (e.g. "1,50x3"), DELAYS (e.g. "20,0").
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-import { envFor as envFor_, startSeededHarness } from './bench-setup.mjs';
+import { firstLine, floorOnce, startSeededHarness } from './bench-setup.mjs';
 
+const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.env.AKV_ENV_BIN;
-const runs = Number(process.env.RUNS ?? 15);
+const runs = Number(process.env.RUNS ?? 10);
+const cases = (process.env.CASES ?? '1,10,50,200,50x3').split(',').map((c) => {
+  const [n, v] = c.split('x').map(Number);
+  return { objects: n, vaults: v || 1 };
+});
+const delays = (process.env.DELAYS ?? '20,0').split(',').map(Number);
+const HOSTS = [0, 1, 2].map((i) => `kv-bench-${i}.vault.azure.net`);
+const MAX_OBJECTS = Math.max(...cases.map((c) => Math.ceil(c.objects / c.vaults)));
 
-const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness();
+for (const host of HOSTS) {
+  const { address } = await lookup(host).catch(() => ({ address: null }));
+  if (address !== '127.0.0.1') {
+    console.error(`bench-akv-env: ERROR: ${host} does not resolve to 127.0.0.1; run this through scripts/bench-akv-env`);
+    process.exit(1);
+  }
+}
 
-const baseEnv = {
-  PATH: '/usr/bin:/bin',
-  SSL_CERT_FILE: process.env.AKV_TESTBED_CA,
-  AZURE_CLIENT_ID: clientId,
-  AZURE_TENANT_ID: tenant,
-  AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-  AZURE_AUTHORITY_HOST: `https://localhost:${ports.token}/`,
-  AKV_INJECTOR_VAULT: `https://127.0.0.1:${ports.vaults.a}`,
-  AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
-  AKV_INJECTOR_TIMEOUT: '30s',
-};
-const envFor = (n) => envFor_(baseEnv, n);
+// A CA and a certificate for *.vault.azure.net, for the named vaults.
+const dir = mkdtempSync(path.join(os.tmpdir(), 'akv-bench-tls-'));
+const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=akv-env bench CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=vault.azure.net');
+writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=DNS:*.vault.azure.net\nextendedKeyUsage=serverAuth\n');
+openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
+const read = (f) => readFileSync(path.join(dir, f), 'utf8');
+const bundle = path.join(dir, 'roots.pem');
+writeFileSync(bundle, readFileSync(process.env.AKV_TESTBED_CA, 'utf8') + read('ca.pem'));
+const ca = readFileSync(bundle);
+
+const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness(0);
+const federated = readFileSync(tokenFile, 'utf8');
+const vaults = [];
+for (const [i, hostname] of HOSTS.entries()) {
+  const name = `bench${i}`;
+  const { port } = await control('/vault-add', { name, hostname, cert: read('server.pem'), key: read('server.key') });
+  await control(`/vault/${name}/grant`, { client_id: clientId });
+  for (let s = 0; s < MAX_OBJECTS; s++) await control(`/vault/${name}/secret`, { name: `bench-secret-${s}`, value: `value-${s}-${'x'.repeat(32)}` });
+  vaults.push({ name, hostname, port });
+}
 
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 function startDelayMs(cmd, args, env) {
@@ -37,33 +73,74 @@ function startDelayMs(cmd, args, env) {
   return Number(BigInt(r.stdout.trim()) - t0) / 1e6;
 }
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
-const sum = (obj) => Object.values(obj ?? {}).reduce((a, v) => a + v.total, 0);
+const spread = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+const vaultRequests = (stats, name) => Object.values(stats.vaults[name] ?? {}).reduce((a, v) => a + v.total, 0);
 
-const baseline = median(Array.from({ length: runs }, () => startDelayMs('/bin/date', ['+%s%N'], baseEnv)));
+/** Per delay: where the token endpoint and each vault are reached (proxied or not). */
+async function endpoints(delayMs) {
+  if (delayMs === 0) return { token: ports.token, vaults: vaults.map((v) => v.port), stop: () => {} };
+  const targets = [`127.0.0.1:${ports.token}`, ...vaults.map((v) => `127.0.0.1:${v.port}`)];
+  const proxy = spawn(process.execPath, [path.join(here, '../../../../scripts/lib/bench-delay-proxy.mjs'), String(delayMs), ...targets], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const proxied = JSON.parse(await firstLine(proxy));
+  return { token: proxied[targets[0]], vaults: targets.slice(1).map((t) => proxied[t]), stop: () => proxy.stdin.end() };
+}
+
 const rows = [];
-for (const n of [1, 10, 50]) {
-  const env = envFor(n);
-  startDelayMs(bin, ['--', '/bin/date', '+%s%N'], env); // warm the page cache
-  const before = await control('/stats');
-  const times = [];
-  for (let i = 0; i < runs; i++) times.push(startDelayMs(bin, ['--', '/bin/date', '+%s%N'], env));
-  const after = await control('/stats');
-  const tokens = ((after.tokens[clientId] ?? 0) - (before.tokens[clientId] ?? 0)) / runs;
-  const kv = (sum(after.vaults.a) - sum(before.vaults.a)) / runs;
-  const rss = spawnSync('/usr/bin/time', ['-f', '%M %U %S', bin, '--', '/bin/true'], { env, encoding: 'utf8' });
-  const [rssKb, user, sys] = rss.stderr.trim().split('\n').pop().split(' ').map(Number);
-  const cpuMs = (user + sys) * 1000;
-  rows.push({ secrets: n, median_ms: median(times), overhead_ms: median(times) - baseline, tokens_per_start: tokens, keyvault_requests_per_start: kv, peak_rss_kb: rssKb, cpu_ms: cpuMs });
+for (const delayMs of delays) {
+  const at = await endpoints(delayMs);
+  const baseEnv = {
+    PATH: '/usr/bin:/bin',
+    SSL_CERT_FILE: bundle,
+    AZURE_CLIENT_ID: clientId,
+    AZURE_TENANT_ID: tenant,
+    AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+    AZURE_AUTHORITY_HOST: `https://localhost:${at.token}/`,
+    AKV_INJECTOR_TIMEOUT: '30s',
+  };
+  const floorArgs = { ca, clientId, tenant, federated, token: { host: 'localhost', port: at.token }, vault: { host: '127.0.0.1', servername: vaults[0].hostname, port: at.vaults[0] } };
+  const baseline = [];
+  for (let i = 0; i < runs; i++) baseline.push(startDelayMs('/bin/date', ['+%s%N'], baseEnv));
+  const baselineMs = median(baseline);
+  for (const c of cases) {
+    const env = { ...baseEnv };
+    for (let i = 0; i < c.objects; i++) {
+      const v = i % c.vaults;
+      env[`SECRET_${i}`] = `akv://${vaults[v].hostname}:${at.vaults[v]}/bench-secret-${Math.floor(i / c.vaults)}`;
+    }
+    startDelayMs(bin, ['--', '/bin/date', '+%s%N'], env); // warm the page cache
+    await floorOnce(floorArgs);
+    const floor = [];
+    const start = [];
+    const rss = [];
+    const before = await control('/stats');
+    for (let i = 0; i < runs; i++) {
+      floor.push(await floorOnce(floorArgs));
+      start.push(startDelayMs(bin, ['--', '/bin/date', '+%s%N'], env) - baselineMs);
+    }
+    const after = await control('/stats');
+    for (let i = 0; i < runs; i++) {
+      const r = spawnSync('/usr/bin/time', ['-f', '%M', bin, '--', '/bin/true'], { env, encoding: 'utf8' });
+      rss.push(Number(r.stderr.trim().split('\n').pop()));
+    }
+    // The floor's own requests (1 token, 1 GET on vault 0, one connection each) are
+    // taken out of the counts.
+    const used = vaults.slice(0, c.vaults);
+    const kv = (used.reduce((a, v) => a + vaultRequests(after, v.name) - vaultRequests(before, v.name), 0) - runs) / runs;
+    const conns = (used.reduce((a, v) => a + (after.connections[v.name] ?? 0) - (before.connections[v.name] ?? 0), 0) - runs) / runs;
+    const tokens = ((after.tokens[clientId] ?? 0) - (before.tokens[clientId] ?? 0) - runs) / runs;
+    const tokenConns = ((after.tokenConnections ?? 0) - (before.tokenConnections ?? 0) - runs) / runs;
+    rows.push({ delayMs, ...c, floor, start, ratio: median(start) / median(floor), kv, conns, tokens, tokenConns, rss });
+  }
+  at.stop();
 }
 
-console.log(`akv-env benchmark: ${bin}`);
-console.log(`binary size: ${statSync(bin).size} bytes (${(statSync(bin).size / 1048576).toFixed(2)} MiB)`);
-console.log(`runs per row: ${runs}; baseline spawn->exec of /bin/date alone: ${baseline.toFixed(2)} ms (median)`);
-console.log('secrets  spawn->app median ms  overhead ms  token req/start  Key Vault req/start  peak RSS KiB  akv-env CPU ms (user+sys)');
+const size = statSync(bin).size;
+console.log(`akv-env benchmark: ${bin}, ${size} bytes (${(size / 1048576).toFixed(2)} MiB)`);
+console.log(`${runs} runs per row; medians (min–max); requests and connections per start`);
+console.log('| round trip | objects | vaults | floor ms | start ms | start ÷ floor | Key Vault req | token req | vault TLS conns | token TLS conns | peak RSS KiB |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
-  console.log(`${String(r.secrets).padStart(7)}  ${r.median_ms.toFixed(2).padStart(20)}  ${r.overhead_ms.toFixed(2).padStart(11)}  ${r.tokens_per_start.toFixed(2).padStart(15)}  ${r.keyvault_requests_per_start.toFixed(2).padStart(19)}  ${String(r.peak_rss_kb).padStart(12)}  ${r.cpu_ms.toFixed(0).padStart(25)}`);
+  console.log(`| ${r.delayMs} ms | ${r.objects} | ${r.vaults} | ${spread(r.floor)} | ${spread(r.start)} | ${r.ratio.toFixed(2)} | ${r.kv.toFixed(1)} | ${r.tokens.toFixed(1)} | ${r.conns.toFixed(1)} | ${r.tokenConns.toFixed(1)} | ${median(r.rss)} (${Math.min(...r.rss)}–${Math.max(...r.rss)}) |`);
 }
-// Note: peak RSS of the /bin/true row is that of akv-env itself, since /bin/true replaces it
-// and is smaller; /usr/bin/time reports the maximum over the process's life.
 harness.stdin.end();
 process.exit(0);

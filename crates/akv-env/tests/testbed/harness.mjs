@@ -22,7 +22,8 @@
 //   drop the connection, or send an oversized body, before the real answer; per vault, a
 //   hostile challenge (another resource or scope); per identity, an oversized token answer.
 // - Control API: plain HTTP on loopback, JSON; counts every request, and every token
-//   request per client id and scope.
+//   request per client id and scope, and every TLS connection (per vault, and to the
+//   token endpoint).
 //
 // Env: AKV_TESTBED_NODE_MODULES, AKV_TESTBED_CERT, AKV_TESTBED_KEY, AKV_TESTBED_TENANT_ID.
 // Prints one JSON line {"control":PORT,"token":PORT,"vaults":{"a":PORT,"b":PORT},
@@ -65,7 +66,7 @@ const API_VERSIONS = new Set(['2016-10-01', '7.0', '7.1', '7.2', '7.3', '7.4', '
 const LATEST_API_VERSION = '2025-07-01';
 
 // ---- counters -------------------------------------------------------------------------
-const stats = { vault: {}, tokens: {}, tokenFailures: {}, scopes: {} };
+const stats = { vault: {}, tokens: {}, tokenFailures: {}, scopes: {}, tokenConnections: 0 };
 const bump = (obj, key) => { obj[key] = (obj[key] ?? 0) + 1; };
 
 // ---- the cluster's service-account issuer (signs federated tokens) --------------------
@@ -163,6 +164,11 @@ const tokenServer = https.createServer(tls, (req, res) => {
     json(200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: token });
   })().catch((e) => { res.writeHead(500); res.end(String(e)); }));
 });
+
+// ---- connection counts -------------------------------------------------------------------
+// Each TLS connection, counted once its handshake is done.
+const countConnections = (server, count) => server.on('secureConnection', () => count());
+countConnections(tokenServer, () => { stats.tokenConnections += 1; });
 
 // ---- vaults -------------------------------------------------------------------------------
 const hex = () => randomBytes(16).toString('hex');
@@ -382,11 +388,12 @@ async function vaultHandler(v, req, res) {
 // A vault on loopback. `hostname`: the name clients use (default: the address); `tls`: its
 // own certificate (PEM cert and key) for a real Key Vault host name.
 async function startVault(name, address, { hostname, tls: own } = {}) {
-  const v = { name, secrets: {}, certificates: {}, keys: {}, readers: new Set(), faults: [], stats: {}, tenant: TENANT };
+  const v = { name, secrets: {}, certificates: {}, keys: {}, readers: new Set(), faults: [], stats: {}, connections: 0, tenant: TENANT };
   const server = http2.createSecureServer({ ...(own ?? tls), allowHTTP1: true }, (req, res) => {
     vaultHandler(v, req, res).catch((e) => { try { kvError(res, 500, 'HarnessError', String(e)); } catch { /* closed */ } });
   });
   server.on('session', (session) => session.on('error', () => {}));
+  countConnections(server, () => { v.connections += 1; });
   await new Promise((r) => server.listen(0, address, r));
   v.port = server.address().port;
   // A real name is reached on port 443 as far as the client's URL goes (the test's
@@ -424,7 +431,7 @@ async function control(req, res) {
     case 'key': return send(200, { version: addKey(v, body) });
     case 'faults-clear': v.faults = []; return send(200, {});
     case 'fault': v.faults.push({ path: body.path.toLowerCase(), status: body.status, retryAfter: body.retryAfter, times: body.times ?? 1, drop: body.drop, delayMs: body.delayMs, hugeBody: body.hugeBody }); return send(200, {});
-    case 'stats': return send(200, { vaults: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.stats])), tokens: stats.tokens, tokenFailures: stats.tokenFailures, scopes: stats.scopes });
+    case 'stats': return send(200, { vaults: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.stats])), connections: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.connections])), tokenConnections: stats.tokenConnections, tokens: stats.tokens, tokenFailures: stats.tokenFailures, scopes: stats.scopes });
     default: return send(404, { error: `unknown ${req.url}` });
   }
 }

@@ -4,7 +4,6 @@
 //! `POST https://<registry>/oauth2/exchange`. The refresh token is then the password of the
 //! user `00000000-0000-0000-0000-000000000000`, as `az acr login` does.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +12,6 @@ use serde::Deserialize;
 /// The user name that goes with an ACR refresh token.
 pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
 const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
-const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// ACR refresh tokens live about three hours; use one for at most this long.
 const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(45 * 60);
 /// Largest token answer read from Entra ID or ACR.
@@ -33,30 +31,9 @@ pub trait AcrTokenSource: Send + Sync {
     async fn refresh_token(&self, registry: &str) -> Result<String, String>;
 }
 
-/// The webhook's workload identity, from the standard `AZURE_*` variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadIdentity {
-    pub client_id: String,
-    pub tenant_id: String,
-    pub token_file: PathBuf,
-    /// e.g. `https://login.microsoftonline.com/`
-    pub authority_host: String,
-}
-
-impl WorkloadIdentity {
-    /// From `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE` and
-    /// `AZURE_AUTHORITY_HOST`; `None` unless the first three are set.
-    pub fn from_env() -> Option<Self> {
-        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        Some(WorkloadIdentity {
-            client_id: var("AZURE_CLIENT_ID")?,
-            tenant_id: var("AZURE_TENANT_ID")?,
-            token_file: PathBuf::from(var("AZURE_FEDERATED_TOKEN_FILE")?),
-            authority_host: var("AZURE_AUTHORITY_HOST")
-                .unwrap_or_else(|| DEFAULT_AUTHORITY.to_string()),
-        })
-    }
-}
+/// The webhook's workload identity, from the standard `AZURE_*` variables (akv-core reads
+/// them for both binaries).
+pub use akv_core::WorkloadIdentity;
 
 /// Exchanges the webhook's workload identity for ACR refresh tokens, cached per registry.
 pub struct WorkloadIdentityAcr {
@@ -98,11 +75,7 @@ impl WorkloadIdentityAcr {
                     id.token_file.display()
                 )
             })?;
-        let url = format!(
-            "{}/{}/oauth2/v2.0/token",
-            id.authority_host.trim_end_matches('/'),
-            id.tenant_id
-        );
+        let url = id.token_url();
         let form = [
             ("client_id", id.client_id.as_str()),
             ("scope", ACR_SCOPE),

@@ -252,7 +252,7 @@ pub fn guarded_client(
         .pool_idle_timeout(Duration::from_secs(5))
         .user_agent(user_agent)
         .build()
-        .map_err(|e| error_chain(&e))
+        .map_err(|e| akv_core::error_chain(&e))
 }
 
 /// Our words for a failed request: what kind of failure, never text from the other side
@@ -317,21 +317,6 @@ fn tls_words(error: &rustls::Error) -> String {
         },
         _ => "the TLS handshake failed".to_string(),
     }
-}
-
-/// An error with its sources, `a: b: c`, without repeats (for our own errors only).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 /// A body read into memory, holding its share of the buffer budget until dropped.

@@ -1,0 +1,251 @@
+//! One client per vault, speaking Key Vault's REST API (`GET /secrets|certificates|keys/
+//! NAME/[VERSION]?api-version=...`) over akv-env's capped HTTP client, with the SDK's own
+//! success check and error shape (`azure_core::error::check_success`), so errors classify
+//! as they did through the SDK clients.
+//!
+//! Why not the SDK's SecretClient, CertificateClient and KeyClient: each learns the token
+//! scope from a 401 challenge to its first request, so a start paid one unauthenticated
+//! round trip per client and had to send each client's first request alone before the
+//! others (three per vault). Here a host under a Key Vault suffix gets its cloud's audience
+//! from the table in [`super::audience`] and the token on its first request; only an
+//! operator-allowed host (private DNS, a proxy) still learns its audience from the
+//! challenge, once per vault, and a challenge naming anything but a Key Vault audience is
+//! refused before any token is asked for.
+
+use std::sync::Arc;
+
+use akv_core::VaultUrl;
+use azure_core::error::{check_success, CheckSuccessOptions, Error, ErrorKind};
+use azure_core::http::headers::WWW_AUTHENTICATE;
+use azure_core::http::{HttpClient, Method, Request, Url};
+use azure_core::Bytes;
+use tokio::sync::OnceCell;
+
+use crate::error::Cause;
+
+use super::audience::{self, ChallengeRefused};
+use super::classify::classify;
+use super::retry::{with_retries, Failure};
+use super::tokens::SharedTokens;
+
+/// The REST API version the SDK clients (1.x) send.
+pub const API_VERSION: &str = "2025-07-01";
+
+/// Where a vault's token audience comes from.
+enum Scope {
+    /// A Key Vault host: its cloud's audience, known from the host.
+    Known(String),
+    /// Any other allowed host: learned from its first challenge, once.
+    Learned(OnceCell<Result<String, Cause>>),
+}
+
+pub struct VaultClient {
+    url: VaultUrl,
+    http: Arc<dyn HttpClient>,
+    tokens: Arc<SharedTokens>,
+    scope: Scope,
+    /// Whether a first answer came back: until then requests go one at a time, so that
+    /// the concurrent fetches share the vault's first (HTTP/2) connection instead of
+    /// each opening its own.
+    primed: tokio::sync::Mutex<bool>,
+    deadline: std::time::Instant,
+    timeout: std::time::Duration,
+}
+
+impl VaultClient {
+    pub fn new(
+        url: VaultUrl,
+        http: Arc<dyn HttpClient>,
+        tokens: Arc<SharedTokens>,
+        deadline: std::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let scope = match audience::known_audience(url.host()) {
+            Some(a) => Scope::Known(audience::scope_of(a)),
+            None => Scope::Learned(OnceCell::new()),
+        };
+        VaultClient {
+            url,
+            http,
+            tokens,
+            scope,
+            primed: tokio::sync::Mutex::new(false),
+            deadline,
+            timeout,
+        }
+    }
+
+    /// `GET {vault}/{collection}/{name}/{version}`: the answer's body (status 200), or the
+    /// failed attempt, classified. `collection` is `secrets`, `certificates` or `keys`.
+    pub async fn get(
+        &self,
+        collection: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Bytes, Failure> {
+        let url = self.object_url(collection, name, version)?;
+        let scope = self.scope(&url).await.map_err(final_failure)?;
+        let token = self.tokens.get(&scope).await.map_err(final_failure)?;
+        self.one_at_first(|| self.send(&url, Some(&token))).await
+    }
+
+    /// Runs `f` alone until a first answer came back, then concurrently.
+    async fn one_at_first<T, Fut>(&self, f: impl FnOnce() -> Fut) -> Result<T, Failure>
+    where
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut primed = self.primed.lock().await;
+        if *primed {
+            drop(primed);
+            return f().await;
+        }
+        let result = f().await;
+        if !matches!(&result, Err(f) if matches!(f.cause, Cause::Transport(_))) {
+            *primed = true;
+        }
+        result
+    }
+
+    fn object_url(
+        &self,
+        collection: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Url, Failure> {
+        // As the SDK writes it: a trailing slash when no version is given.
+        let text = format!(
+            "{}/{collection}/{name}/{}?api-version={API_VERSION}",
+            self.url.url(),
+            version.unwrap_or_default()
+        );
+        Url::parse(&text)
+            .map_err(|e| final_failure(Cause::Content(format!("cannot form the URL {text}: {e}"))))
+    }
+
+    async fn send(&self, url: &Url, token: Option<&str>) -> Result<Bytes, Failure> {
+        let mut request = Request::new(url.clone(), Method::Get);
+        request.insert_header("accept", "application/json");
+        request.insert_header("user-agent", concat!("akv-env/", env!("CARGO_PKG_VERSION")));
+        if let Some(token) = token {
+            request.insert_header("authorization", format!("Bearer {token}"));
+        }
+        let answer = async {
+            let response = self.http.execute_request(&request).await?;
+            let response = check_success(
+                response,
+                Some(CheckSuccessOptions {
+                    success_codes: &[200],
+                }),
+            )
+            .await?;
+            response.into_body().collect().await
+        };
+        answer.await.map_err(|e| classify(&e))
+    }
+
+    /// The scope to ask Entra ID for: the host's own, or the one its first challenge
+    /// names, checked against the Key Vault audiences before it is used.
+    async fn scope(&self, url: &Url) -> Result<String, Cause> {
+        let cell = match &self.scope {
+            Scope::Known(scope) => return Ok(scope.clone()),
+            Scope::Learned(cell) => cell,
+        };
+        cell.get_or_init(|| {
+            with_retries(self.deadline, self.timeout, || async {
+                self.one_at_first(|| self.challenge(url)).await
+            })
+        })
+        .await
+        .clone()
+    }
+
+    /// Sends `url` without a token and reads the scope from the 401 challenge.
+    async fn challenge(&self, url: &Url) -> Result<String, Failure> {
+        let mut request = Request::new(url.clone(), Method::Get);
+        request.insert_header("accept", "application/json");
+        request.insert_header("user-agent", concat!("akv-env/", env!("CARGO_PKG_VERSION")));
+        let response = self
+            .http
+            .execute_request(&request)
+            .await
+            .map_err(|e| classify(&e))?;
+        // Anything but the challenge classifies as the service's answer.
+        let response = check_success(
+            response,
+            Some(CheckSuccessOptions {
+                success_codes: &[401],
+            }),
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+        let header = response
+            .headers()
+            .get_optional_str(&WWW_AUTHENTICATE)
+            .unwrap_or_default()
+            .to_string();
+        let scope = scope_in_challenge(&header).ok_or_else(|| {
+            final_failure(Cause::Challenge(format!(
+                "the server at {} answered 401 without a Key Vault challenge (WWW-Authenticate: {header:?}); akv-env asks Entra ID only for Key Vault tokens, so no token was requested",
+                self.url.host()
+            )))
+        })?;
+        let host = self.url.host();
+        audience::check_scopes(host, &[&scope]).map_err(|refused: ChallengeRefused| {
+            classify(&Error::new(ErrorKind::Other, refused))
+        })?;
+        Ok(scope)
+    }
+}
+
+/// A failure already retried (or never worth retrying): the caller gives up on it.
+fn final_failure(cause: Cause) -> Failure {
+    Failure {
+        cause,
+        retryable: false,
+        retry_after: None,
+    }
+}
+
+/// The scope a `WWW-Authenticate: Bearer ...` challenge names: `scope="S"` as given, or
+/// `resource="R"` as `R/.default` (how the SDK reads Key Vault's challenge).
+pub fn scope_in_challenge(header: &str) -> Option<String> {
+    let rest = header.trim().strip_prefix("Bearer")?;
+    let param = |name: &str| {
+        rest.split(',').find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().trim_matches('"').to_string())
+                .filter(|v| !v.is_empty())
+        })
+    };
+    param("scope").or_else(|| param("resource").map(|r| audience::scope_of(&r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let cases = [
+            (
+                r#"Bearer authorization="https://login.microsoftonline.com/t", resource="https://vault.azure.net""#,
+                Some("https://vault.azure.net/.default"),
+            ),
+            (
+                r#"Bearer authorization="https://login.microsoftonline.com/t", scope="https://management.azure.com/.default""#,
+                Some("https://management.azure.com/.default"),
+            ),
+            (
+                r#"Bearer authorization="https://login.microsoftonline.com/t""#,
+                None,
+            ),
+            (r#"Basic realm="x""#, None),
+            ("", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(scope_in_challenge(header).as_deref(), want, "{header}");
+        }
+    }
+}
