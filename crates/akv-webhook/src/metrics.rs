@@ -91,6 +91,7 @@ pub struct Metrics {
     patch_bytes: Histogram,
     bad_requests: Family<ReasonLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,6 +144,13 @@ impl Metrics {
             tls_reloads.clone(),
         );
 
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "When the serving certificate in use expires (its notAfter), in seconds since the Unix epoch",
+            certificate_expiry.clone(),
+        );
+
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -162,6 +170,7 @@ impl Metrics {
             patch_bytes,
             bad_requests,
             tls_reloads,
+            certificate_expiry,
         }
     }
 
@@ -193,6 +202,13 @@ impl Metrics {
                 result: result.as_str(),
             })
             .inc();
+    }
+
+    /// Records the expiry of the certificate now served (`None`: unreadable, kept at 0 so
+    /// that an alert on "expires within N days" fires rather than stays silent).
+    pub fn certificate_in_use(&self, expires_at: Option<u64>) {
+        let seconds = expires_at.and_then(|s| i64::try_from(s).ok()).unwrap_or(0);
+        self.certificate_expiry.set(seconds);
     }
 
     /// Registers another metric; its name gets the `akv_webhook_` prefix (and a counter's
@@ -300,6 +316,7 @@ mod tests {
         metrics.observe_review(Outcome::Skipped, Duration::from_micros(50), 0);
         metrics.bad_request("invalid_review");
         metrics.tls_reload(ReloadResult::Error);
+        metrics.certificate_in_use(Some(1_900_000_000));
         let text = metrics.encode().expect("encodes");
         for line in [
             "akv_webhook_reviews_total{outcome=\"patched\"} 1",
@@ -313,6 +330,7 @@ mod tests {
             "akv_webhook_bad_requests_total{reason=\"invalid_review\"} 1",
             "akv_webhook_tls_reloads_total{result=\"error\"} 1",
             "akv_webhook_tls_reloads_total{result=\"ok\"} 0",
+            "akv_webhook_tls_certificate_expiry_seconds 1900000000",
             concat!(
                 "akv_webhook_build_info{version=\"",
                 env!("CARGO_PKG_VERSION"),

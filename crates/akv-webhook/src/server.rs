@@ -161,6 +161,7 @@ impl Server {
                 (Arc::new(CertResolver::new(key)), None)
             }
         };
+        metrics.certificate_in_use(tls::expires_at(&resolver.current()));
         Ok(Server {
             tls: tls::server_config(provider, resolver)?,
             reloader,

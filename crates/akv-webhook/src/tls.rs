@@ -114,7 +114,7 @@ impl CertResolver {
     }
 
     /// The certificate served now.
-    fn current(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
 
@@ -127,6 +127,21 @@ impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
     }
+}
+
+/// When the leaf certificate of `key` expires (its notAfter), in seconds since the Unix
+/// epoch; `None` when it cannot be decoded (rustls took it, so that is not expected).
+pub fn expires_at(key: &CertifiedKey) -> Option<u64> {
+    use x509_cert::der::Decode;
+    let leaf = key.cert.first()?;
+    let cert = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
+    Some(
+        cert.tbs_certificate()
+            .validity()
+            .not_after
+            .to_unix_duration()
+            .as_secs(),
+    )
 }
 
 /// A self-signed certificate for [`SELF_SIGNED_NAMES`], with a fresh key.
@@ -291,6 +306,7 @@ impl Reloader {
                 Check::Unchanged => {}
                 Check::Reloaded => {
                     metrics.tls_reload(ReloadResult::Ok);
+                    metrics.certificate_in_use(expires_at(&self.resolver.current()));
                     info!(cert = %self.files.cert.display(), "reloaded the serving certificate");
                 }
                 Check::Failed(e) => {
@@ -387,6 +403,8 @@ mod tests {
     fn self_signed_is_for_localhost() {
         let certified = self_signed(&provider()).expect("made");
         assert!(certified.keys_match().is_ok());
+        // rcgen's default notAfter, 4096-01-01T00:00:00Z, read back by the expiry gauge.
+        assert_eq!(expires_at(&certified), Some(67_090_118_400));
     }
 
     #[tokio::test]
