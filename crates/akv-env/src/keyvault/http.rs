@@ -45,6 +45,9 @@ pub struct CappedHttp {
 
 impl CappedHttp {
     pub fn new(setup: &HttpSetup, limit: usize) -> Result<Self, String> {
+        // reqwest's `rustls-no-provider` takes the process-wide provider: `ring` (see
+        // Cargo.toml for why not aws-lc-rs). An `Err` means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::ClientBuilder::new()
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(60))
