@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,8 +73,50 @@ export function freshRequest(opts, body) {
  */
 export async function floorOnce({ ca, token, vault, clientId, tenant, federated, secret = 'bench-secret-0' }) {
   const t0 = performance.now();
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://vault.azure.net/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: federated }).toString();
-  const tok = await freshRequest({ ca, ...token, path: `/${tenant}/oauth2/v2.0/token`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) } }, form);
+  const tok = await tokenOnce({ ca, token, clientId, tenant, federated });
   await freshRequest({ ca, ...vault, path: `/secrets/${secret}?api-version=2025-07-01`, method: 'GET', headers: { authorization: `Bearer ${tok.access_token}` } });
   return performance.now() - t0;
+}
+
+/**
+ * The floor for N objects, in ms: one token request, then for each vault one new HTTP/2
+ * connection carrying all of that vault's GETs at once. No client can fetch N objects
+ * from this harness faster: it includes the harness's own time to answer N requests,
+ * which the one-GET floor leaves out. `vaults`: [{host, port, servername, secrets}].
+ */
+export async function floorAllOnce({ ca, token, vaults, clientId, tenant, federated }) {
+  const t0 = performance.now();
+  const tok = await tokenOnce({ ca, token, clientId, tenant, federated });
+  await Promise.all(vaults.map((v) => batchOnOneConnection({ ca, ...v, bearer: tok.access_token })));
+  return performance.now() - t0;
+}
+
+function tokenOnce({ ca, token, clientId, tenant, federated }) {
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, scope: 'https://vault.azure.net/.default', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: federated }).toString();
+  return freshRequest({ ca, ...token, path: `/${tenant}/oauth2/v2.0/token`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) } }, form);
+}
+
+/** Every GET of `secrets` at once on one new HTTP/2 connection; rejects on any non-200. */
+function batchOnOneConnection({ ca, host, port, servername, secrets, bearer }) {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://${host}:${port}`, { ca, servername });
+    const fail = (e) => { session.destroy(); reject(e); };
+    session.on('error', fail);
+    let left = secrets.length;
+    for (const name of secrets) {
+      const req = session.request({ ':method': 'GET', ':path': `/secrets/${name}?api-version=2025-07-01`, authorization: `Bearer ${bearer}` });
+      let raw = '';
+      let status = 0;
+      req.setEncoding('utf8');
+      req.on('response', (h) => { status = h[':status']; });
+      req.on('data', (c) => { raw += c; });
+      req.on('error', fail);
+      req.on('end', () => {
+        if (status !== 200) return fail(new Error(`${name}: ${status} ${raw}`));
+        JSON.parse(raw);
+        if (--left === 0) { session.close(); resolve(); }
+      });
+      req.end();
+    }
+  });
 }
