@@ -270,12 +270,16 @@ impl RegistryMetrics {
             return m;
         };
         let mut registry = metrics.registry();
-        for (name, help, family) in [
-            ("registry_cache_hits", "Image lookups answered from a cache (tag: tag -> digest; config: digest -> ENTRYPOINT/CMD), waiters on an in-flight lookup included", &m.hits),
-            ("registry_cache_misses", "Image lookups that had to ask the registry, by cache", &m.misses),
-        ] {
-            registry.register(name, help, family.clone());
-        }
+        registry.register(
+            "registry_cache_hits",
+            "Image lookups answered from a cache (tag: tag -> digest; config: digest -> ENTRYPOINT/CMD), waiters on an in-flight lookup included",
+            m.hits.clone(),
+        );
+        registry.register(
+            "registry_cache_misses",
+            "Image lookups that had to ask the registry, by cache",
+            m.misses.clone(),
+        );
         registry.register(
             "registry_lookup_errors",
             "Image lookups that failed, by reason (auth, not_found, unreachable, refused, too_large, timeout, invalid, other)",
