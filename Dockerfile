@@ -19,10 +19,10 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl --bin akv-webhook \
+    cargo build --profile dist --locked --target x86_64-unknown-linux-musl --bin akv-webhook \
  && cargo build --profile release-size --locked --target x86_64-unknown-linux-musl --bin akv-env \
  && mkdir -p /out \
- && cp target/x86_64-unknown-linux-musl/release/akv-webhook \
+ && cp target/x86_64-unknown-linux-musl/dist/akv-webhook \
        target/x86_64-unknown-linux-musl/release-size/akv-env /out/
 
 # Distroless static: no shell, no libc, runs as nonroot (65532) by default.

@@ -87,7 +87,7 @@ if 50 in counts:
 print()
 for n in names:
     print(f"- {n}: `{sizes[n]['file']}`")
-print(f"- akv-webhook: {sizes['akv-webhook']['stripped_bytes'] / 1048576:.1f} MiB stripped (glibc build, as `cargo build --release`).")
+print(f"- akv-webhook: {sizes['akv-webhook']['stripped_bytes'] / 1048576:.1f} MiB stripped (glibc build, as `cargo build --profile dist`).")
 print()
 print("¹ Peers are taken by path (PEER_VAULT_SECRETS_WEBHOOK, PEER_SECRET_INIT, PEER_VAULT_ENV,")
 print("PEER_AKV2K8S_WEBHOOK, PEER_AKV2K8S_ENV), built outside this repository; given in this run:")

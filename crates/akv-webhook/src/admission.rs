@@ -17,7 +17,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tracing::Instrument;
 
-use crate::inject::{self, ImageConfig, Plan, OPT_OUT_LABEL, STATUS_ANNOTATION, STATUS_INJECTED};
+use crate::inject::{self, ImageConfig, Plan};
 use crate::registry::{ImageConfigSource, LookupError};
 use decode::{decode, pod_of, Request, SentPod};
 
@@ -295,19 +295,7 @@ fn pod_name(pod: &Pod) -> String {
 /// Whether the webhook should look at this pod at all: a CREATE of a pod that is not
 /// opted out and not injected already (reinvocation is a no-op).
 fn needs_injection(request: &Request<'_>, pod: &Pod) -> bool {
-    let opted_out = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(OPT_OUT_LABEL))
-        .is_some_and(|v| v == "false");
-    let injected = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(STATUS_ANNOTATION))
-        .is_some_and(|v| v == STATUS_INJECTED);
-    matches!(request.operation, Operation::Create) && !opted_out && !injected
+    matches!(request.operation, Operation::Create) && !inject::is_left_alone(pod)
 }
 
 /// Adds the plan's warnings (already bounded by [`inject::Warnings`]).
@@ -321,6 +309,7 @@ fn with_warnings(mut response: AdmissionResponse, warnings: &[String]) -> Admiss
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inject::{STATUS_ANNOTATION, STATUS_INJECTED};
     use crate::registry::NoLookup;
     use proptest::prelude::*;
     use serde_json::json;

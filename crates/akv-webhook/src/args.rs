@@ -54,6 +54,19 @@ pub struct Args {
 
     #[command(flatten)]
     pub registry: RegistryFlags,
+
+    /// Without a command, akv-webhook serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What akv-webhook can do besides serving.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Check manifests offline: print what admission would refuse or warn about in their
+    /// pod templates (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob,
+    /// List). Exit 0 when nothing is refused, 1 when something is, 2 on unreadable input.
+    Check(crate::check::CheckArgs),
 }
 
 /// `--tls-cert` and `--tls-key`: both or neither (clap refuses one alone).

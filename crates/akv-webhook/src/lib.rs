@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod args;
+pub mod check;
 pub mod inject;
 pub mod metrics;
 pub mod registry;

@@ -1,11 +1,13 @@
 //! The composition root: `akv-webhook`'s flags made into a running server.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use crate::admission::{Admission, InjectSettings};
-use crate::args::{Args, ConnectionFlags, MetricsFlags};
+use crate::args::{Args, Command, ConnectionFlags, MetricsFlags};
+use crate::check;
 use crate::metrics::Metrics;
 use crate::registry::{
     self, AcrTokenSource, KubePullSecrets, NoLookup, NoPullSecrets, PullSecretSource,
@@ -17,8 +19,8 @@ use crate::tls::{self, TlsSource};
 
 impl Args {
     /// Sets up logging, puts the webhook together as the flags say and serves until
-    /// SIGTERM or SIGINT.
-    pub async fn run(self) -> Result<(), ServerError> {
+    /// SIGTERM or SIGINT; or, with `check`, checks manifests and says how that ended.
+    pub async fn run(self) -> Result<ExitCode, ServerError> {
         let Self {
             listen,
             tls,
@@ -33,22 +35,27 @@ impl Args {
                 },
             allow_vault_host,
             registry,
+            command,
         } = self;
-        telemetry::init(log_format).map_err(ServerError::Logging)?;
-        let shutdown = server::shutdown_signal()?;
-        tls::install_default_provider();
-        let tls = tls.map_or(TlsSource::SelfSigned, TlsSource::from);
         let allow_vault_hosts =
             akv_core::HostPolicy::new(&allow_vault_host).map_err(ServerError::AllowVaultHost)?;
-        info!(
-            env_image,
-            allow_vault_hosts = allow_vault_hosts.to_list(),
-            "settings"
-        );
         let settings = InjectSettings {
             env_image,
             allow_vault_hosts,
         };
+        if let Some(Command::Check(check)) = command {
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            return Ok(check::run(&check, &settings, &mut out, &mut err).into());
+        }
+        telemetry::init(log_format).map_err(ServerError::Logging)?;
+        let shutdown = server::shutdown_signal()?;
+        tls::install_default_provider();
+        let tls = tls.map_or(TlsSource::SelfSigned, TlsSource::from);
+        info!(
+            env_image = %settings.env_image,
+            allow_vault_hosts = settings.allow_vault_hosts.to_list(),
+            "settings"
+        );
         let metrics = Arc::new(Metrics::new());
         let admission = match registry.options().await? {
             None => Admission::new(settings, Arc::new(NoLookup)),
@@ -72,7 +79,8 @@ impl Args {
             },
         })
         .await?;
-        server.serve(shutdown).await
+        server.serve(shutdown).await?;
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -22,6 +22,8 @@ pub enum Denial {
     VaultNotAllowed { place: String, source: VaultError },
     #[error("annotation akv-injector.io/vault: {0}")]
     DefaultVaultNotAllowed(VaultError),
+    #[error("this pod runs on Windows ({0}), and akv-injector supports only Linux containers so far: its in-pod binary is a static Linux program. Keep Key Vault references out of Windows pods, or opt the pod out with the label akv-injector.io/inject: \"false\"")]
+    Windows(&'static str),
     #[error("annotation akv-injector.io/containers names '{name}', which is not a container of this pod (it has: {available})")]
     UnknownContainer { name: String, available: String },
     #[error("container '{container}' sets {var} itself; AKV_INJECTOR_* variables are set by the webhook from the pod's akv-injector.io/* annotations: remove it and use the annotations")]

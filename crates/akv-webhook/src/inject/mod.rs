@@ -8,6 +8,7 @@ mod cost;
 mod denial;
 mod patch;
 mod plan;
+mod platform;
 
 pub use annotations::{AnnotationError, PodConfig};
 pub use argv::ImageConfig;
@@ -36,6 +37,24 @@ pub const INSTALL_CONTAINER: &str = "akv-injector-install";
 pub const IMAGE_BINARY: &str = "/usr/local/bin/akv-env";
 /// The Azure Workload Identity label a pod needs to get its token file.
 pub const WORKLOAD_IDENTITY_LABEL: &str = "azure.workload.identity/use";
+
+/// Whether a pod is opted out (label [`OPT_OUT_LABEL`] `"false"`) or injected already
+/// (annotation [`STATUS_ANNOTATION`]: reinvocation is a no-op): either way it is left as
+/// it is.
+pub fn is_left_alone(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let metadata = &pod.metadata;
+    let opted_out = metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(OPT_OUT_LABEL))
+        .is_some_and(|v| v == "false");
+    let injected = metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(STATUS_ANNOTATION))
+        .is_some_and(|v| v == STATUS_INJECTED);
+    opted_out || injected
+}
 
 /// Settings the operator gives the webhook that shape every patch.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use super::annotations::PodConfig;
 use super::cost::{self, Warnings};
 use super::denial::Denial;
+use super::platform;
 use super::{INSTALL_CONTAINER, MOUNT_PATH, VOLUME_NAME, WORKLOAD_IDENTITY_LABEL};
 
 /// Init or app container.
@@ -106,6 +107,9 @@ pub fn plan<'a>(
     let any_reference = scanned.iter().any(|s| !s.references.is_empty());
     if !any_reference && !config.has_env() {
         return Ok(None);
+    }
+    if let Some(reason) = platform::windows_only(spec) {
+        return Err(Denial::Windows(reason));
     }
 
     let selected = select(&scanned, &config)?;
