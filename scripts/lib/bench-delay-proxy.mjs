@@ -1,6 +1,7 @@
 // TCP proxy that adds a fixed latency, for scripts/bench (in-pod binary startup).
-//   node bench-delay-proxy.mjs DELAY_MS HOST:PORT [HOST:PORT...]
-// For each target, listens on the target's host, port 0, and forwards bytes both ways.
+//   node bench-delay-proxy.mjs DELAY_MS [[LISTEN_HOST:]LISTEN_PORT=]HOST:PORT [...]
+// For each target, listens on LISTEN_HOST (default: the target's host), port LISTEN_PORT
+// (default 0: any free port), and forwards bytes both ways.
 // Every chunk from the client is held DELAY_MS before it is written upstream (in order);
 // answers come back at once. So each request/response exchange costs DELAY_MS more, and a
 // new TLS connection costs one more DELAY_MS for its handshake: a DELAY_MS round trip, as
@@ -14,12 +15,17 @@ import net from 'node:net';
 const [delayArg, ...targets] = process.argv.slice(2);
 const delay = Number(delayArg);
 const ports = {};
-const conns = Object.fromEntries(targets.map((t) => [t, 0]));
+const conns = Object.fromEntries(targets.map((t) => [t.slice(t.indexOf('=') + 1), 0]));
 const countFile = process.env.PROXY_COUNT_FILE;
 if (countFile) writeFileSync(countFile, JSON.stringify(conns));
-for (const t of targets) {
+for (const spec of targets) {
+  const eq = spec.indexOf('=');
+  const listen = eq < 0 ? '' : spec.slice(0, eq);
+  const listenPort = listen ? Number(listen.slice(listen.lastIndexOf(':') + 1)) : 0;
+  const t = spec.slice(eq + 1);
   const i = t.lastIndexOf(':');
   const host = t.slice(0, i);
+  const listenHost = listen.includes(':') ? listen.slice(0, listen.lastIndexOf(':')) : host;
   const port = Number(t.slice(i + 1));
   const server = net.createServer({ noDelay: true }, (client) => {
     conns[t] += 1;
@@ -35,7 +41,7 @@ for (const t of targets) {
     client.on('close', () => setTimeout(() => upstream.destroy(), delay + 5));
     upstream.on('close', () => client.destroy());
   });
-  await new Promise((r) => server.listen(0, host, r));
+  await new Promise((r) => server.listen(listenPort, listenHost, r));
   ports[t] = server.address().port;
 }
 process.stdout.write(JSON.stringify(ports) + '\n');

@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Renders target/bench/*.json (written by scripts/bench) as markdown on stdout."""
+"""Renders target/bench/*.json (written by scripts/bench) as markdown on stdout.
+
+Every peer column is filled or says why not: the peer was not given (its PEER_* variable),
+or it cannot do that row (the reason bench-inpod.mjs gives, as a footnote).
+"""
 import json
 import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_patch  # noqa: E402
+
 out = sys.argv[1]
-load = lambda n: json.load(open(os.path.join(out, n)))
+load = lambda n: json.load(open(os.path.join(out, n)))  # noqa: E731
 peers = load("peers.json")
 web = load("webhooks.json")
 inpod = load("inpod.json")
@@ -14,86 +21,152 @@ sizes = load("sizes.json")
 machine = load("machine.json")
 med = statistics.median
 given = {p["var"] for p in peers}
+mib = lambda b: f"{b / 1048576:.2f} MiB"  # noqa: E731
+
+WEBHOOKS = [("akv-webhook", None), ("vault-secrets-webhook", "PEER_VAULT_SECRETS_WEBHOOK"),
+            ("akv2k8s-webhook", "PEER_AKV2K8S_WEBHOOK")]
+INPOD = [("akv-env (musl, shipped)", None), ("akv-env (glibc)", None), ("secret-init", "PEER_SECRET_INIT"),
+         ("vault-env", "PEER_VAULT_ENV"), ("azure-keyvault-env", "PEER_AKV2K8S_ENV")]
 
 
-def peer_cell(var):
-    return "given, no runner yet" if var in given else "not given¹"
+def not_given(var):
+    return f"not given ({var})"
 
 
 print(f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['mem_gib']} GiB, Linux {machine['kernel']}; "
       f"{machine['rustc']}; {machine['wrk']}. Load average (1/5/15 min) before the webhook runs: "
       f"{machine['load_before_webhooks']}; before the in-pod runs: {machine['load_before_inpod']}.")
 print()
-print(f"### Webhooks — medians of {web['rounds']} rounds; {web['duration_s']} s per measurement, "
-      f"{web['connections']} keep-alive HTTPS connections, load generator on the same 2 cores")
+
+# ---- webhooks ------------------------------------------------------------------------------
+print(f"### Webhooks — medians of {web['rounds']} rounds, alternating; {web['duration_s']} s per measurement, "
+      f"{web['connections']} keep-alive HTTPS connections, load generator on the same 2 cores as every server")
 print()
-print("| review | figure | akv-webhook (ours) | vault-secrets-webhook | akv2k8s azure-keyvault-secrets-webhook |")
-print("| --- | --- | --- | --- | --- |")
-vsw = peer_cell("PEER_VAULT_SECRETS_WEBHOOK")
-akw = peer_cell("PEER_AKV2K8S_WEBHOOK")
+print("| review | figure | " + " | ".join(n + (" (ours)" if v is None else "") for n, v in WEBHOOKS) + " |")
+print("| --- | --- | " + " | ".join("---" for _ in WEBHOOKS) + " |")
 reviews = []
 for s in web["samples"]:
     if s["review"] not in reviews:
         reviews.append(s["review"])
+
+
+def cells(review, fn):
+    row = []
+    for name, var in WEBHOOKS:
+        ss = [s for s in web["samples"] if s["review"] == review and s["impl"] == name]
+        row.append(fn(ss) if ss else not_given(var))
+    return row
+
+
+def spread(ss, get, fmt):
+    vals = [get(s) for s in ss]
+    return f"{fmt.format(med(vals))} ({fmt.format(min(vals))}–{fmt.format(max(vals))})"
+
+
+def at_rate(rate):
+    def cell(ss):
+        fs = [s["fixed"][str(rate)] for s in ss]
+        text = (f"{med(f['p50_ms'] for f in fs):.2f} / {med(f['p99_ms'] for f in fs):.2f} ms "
+                f"(p99 {min(f['p99_ms'] for f in fs):.2f}–{max(f['p99_ms'] for f in fs):.2f})")
+        achieved = med(f["achieved_rps"] for f in fs)
+        if achieved < 0.95 * rate:
+            text += f"; **saturated: {achieved:.0f}/s achieved**"
+        return text
+    return cell
+
+
 for r in reviews:
-    ss = [s for s in web["samples"] if s["review"] == r and s["impl"] == "akv-webhook"]
-    f = lambda k: med([s[k] for s in ss])
-    rng = lambda k, fmt: f"{fmt.format(f(k))} ({fmt.format(min(s[k] for s in ss))}–{fmt.format(max(s[k] for s in ss))})"
     rows = [
-        ("max throughput (wrk), reviews/s", rng("max_rps", "{:.0f}")),
-        (f"p50 latency at {web['rate']}/s (oha, corrected)", rng("fixed_p50_ms", "{:.2f}") + " ms"),
-        (f"p99 latency at {web['rate']}/s (oha, corrected)", rng("fixed_p99_ms", "{:.2f}") + " ms"),
-        ("CPU s per 10k reviews (at max / at fixed rate)", f"{f('cpu_s_per_10k_at_max'):.2f} / {f('cpu_s_per_10k_at_fixed'):.2f}"),
-        ("RSS idle / peak under load", f"{f('rss_idle_kb') / 1024:.1f} / {f('rss_peak_kb') / 1024:.1f} MiB"),
+        ("what the patch does (applied to the pod)",
+         [bench_patch.describe(web["patches"][n][r]) if n in web["patches"] else not_given(v) for n, v in WEBHOOKS]),
+        ("max throughput (wrk), reviews/s", cells(r, lambda ss: spread(ss, lambda s: s["max_rps"], "{:.0f}"))),
     ]
-    for i, (fig, val) in enumerate(rows):
-        print(f"| {r if i == 0 else ''} | {fig} | {val} | {vsw} | {akw} |")
+    for rate in web["rates"]:
+        rows.append((f"p50 / p99 at {rate}/s (oha, open loop, corrected)", cells(r, at_rate(rate))))
+    rows.append(("CPU s per 10k reviews: at max / " + " / ".join(f"at {x}/s" for x in web["rates"]),
+                 cells(r, lambda ss: " / ".join([f"{med(s['cpu_s_per_10k_at_max'] for s in ss):.2f}"] +
+                                                [f"{med(s['fixed'][str(x)]['cpu_s_per_10k'] for s in ss):.2f}" for x in web["rates"]]))))
+    rows.append(("RSS idle / peak under load",
+                 cells(r, lambda ss: f"{med(s['rss_idle_kb'] for s in ss) / 1024:.1f} / {med(s['rss_peak_kb'] for s in ss) / 1024:.1f} MiB")))
+    for i, (fig, vals) in enumerate(rows):
+        print(f"| {r if i == 0 else ''} | {fig} | " + " | ".join(vals) + " |")
+print("| all | binary size, stripped (unstripped) | " + " | ".join(
+    f"{mib(sizes[n]['stripped_bytes'])} ({mib(sizes[n]['bytes'])})" if n in sizes else not_given(v) for n, v in WEBHOOKS) + " |")
 print()
+for r in reviews:
+    ours = [s["max_rps"] for s in web["samples"] if s["review"] == r and s["impl"] == "akv-webhook"]
+    others = {n: med(s["max_rps"] for s in web["samples"] if s["review"] == r and s["impl"] == n)
+              for n, _ in WEBHOOKS[1:] if any(s["impl"] == n for s in web["samples"])}
+    if others:
+        best = max(others, key=others.get)
+        print(f"- {r}: ours ÷ best peer ({best}) max throughput = **{med(ours) / others[best]:.1f}×**")
 fo = [x["foreign_cpu_pct_at_max"] for x in web["samples"] if "foreign_cpu_pct_at_max" in x]
+print()
 print("Ranges in parentheses are min–max over the rounds." + (
-    f" CPU used by other processes (other engineers' builds) during the max-throughput runs: median {med(fo):.0f}%, "
-    f"max {max(fo):.0f}% of the machine." if fo else ""))
+    f" CPU used by processes other than the server and the load generator during the max-throughput runs: "
+    f"median {med(fo):.0f}%, max {max(fo):.0f}% of the machine." if fo else ""))
 print()
-print(f"### In-pod binary — {inpod['delay_ms']} ms added to every request (TCP proxy in front of the token endpoint "
-      f"and the vault), {inpod['runs']} runs per row, medians")
-print()
-venv = peer_cell("PEER_VAULT_ENV")
-akenv = peer_cell("PEER_AKV2K8S_ENV")
-names = []
-for r in inpod["results"]:
-    if r["impl"] not in names:
-        names.append(r["impl"])
+
+# ---- in-pod ----------------------------------------------------------------------------------
+impls = {i["name"]: i for i in inpod["impls"]}
+cols = [(n, v) for n, v in INPOD if n in impls or v]
 by = {(r["impl"], r["secrets"]): r for r in inpod["results"]}
-counts = sorted({r["secrets"] for r in inpod["results"]})
 base = inpod["baseline_date_ms"]
-print("| figure | " + " | ".join(f"{n} (ours)" for n in names) + " | vault-env | akv2k8s azure-keyvault-env |")
-print("| --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
-row = lambda fig, cells: print(f"| {fig} | " + " | ".join(cells) + f" | {venv} | {akenv} |")
-row("size, stripped", [f"{sizes[n]['stripped_bytes'] / 1048576:.2f} MiB ({sizes[n]['stripped_bytes']} B)" for n in names])
-pl = lambda n: f"{n} secret{'s' if n > 1 else ''}"
-for n in counts:
-    row(f"{pl(n)}: startup overhead (spawn → app start, minus /bin/date alone)",
-        [f"{by[(i, n)]['overhead_ms']:.1f} ms (min {by[(i, n)]['spawn_to_app_ms']['min'] - base:.1f}, max {by[(i, n)]['spawn_to_app_ms']['max'] - base:.1f})" for i in names])
-for n in counts:
-    row(f"{pl(n)}: peak RSS", [f"{by[(i, n)]['peak_rss_kb'] / 1024:.1f} MiB" for i in names])
-for n in counts:
-    row(f"{pl(n)}: requests (token / Key Vault) and TLS connections (token / Key Vault) per start",
-        [f"{by[(i, n)]['token_requests_per_start']:.0f} / {by[(i, n)]['keyvault_requests_per_start']:.0f} req; "
-         f"{by[(i, n)]['token_connections_per_start']:.0f} / {by[(i, n)]['keyvault_connections_per_start']:.1f} conn" for i in names])
+notes = []
+
+
+def reason_mark(name):
+    text = impls[name]["reason"]
+    if text not in notes:
+        notes.append(text)
+    return f"cannot reach the backend ({notes.index(text) + 1})"
+
+
+def icell(name, var, n, fn):
+    if name not in impls:
+        return not_given(var)
+    r = by.get((name, n))
+    return fn(r) if r else reason_mark(name)
+
+
+print(f"### In-pod binaries — {inpod['delay_ms']} ms added to every round trip (TCP proxy in front of the token "
+      f"endpoint, the vault and Entra ID's discovery host), {inpod['runs']} runs per row, alternating, medians")
+print()
+print("| figure | " + " | ".join(n + (" (ours)" if v is None else "") for n, v in cols) + " |")
+print("| --- | " + " | ".join("---" for _ in cols) + " |")
+row = lambda fig, vals: print(f"| {fig} | " + " | ".join(vals) + " |")  # noqa: E731
+row("size, stripped (unstripped)", [f"{mib(sizes[n]['stripped_bytes'])} ({mib(sizes[n]['bytes'])})" if n in sizes else not_given(v) for n, v in cols])
+pl = lambda n: f"{n} secret{'' if n == 1 else 's'}"  # noqa: E731
+for n in inpod["counts"]:
+    row(f"{pl(n)}: start (spawn → app start, minus /bin/date alone)",
+        [icell(c, v, n, lambda r: f"{r['overhead_ms']:.1f} ms ({r['spawn_to_app_ms']['min'] - base:.1f}–{r['spawn_to_app_ms']['max'] - base:.1f})") for c, v in cols])
+for n in inpod["counts"]:
+    row(f"{pl(n)}: peak RSS", [icell(c, v, n, lambda r: f"{r['peak_rss_kb'] / 1024:.1f} MiB") for c, v in cols])
+for n in inpod["counts"]:
+    if n == 0:
+        continue
+    row(f"{pl(n)}: requests per start (token / Key Vault / Entra discovery); TLS connections (token / vault)",
+        [icell(c, v, n, lambda r: f"{r['token_requests_per_start']:.0f} / {r['keyvault_requests_per_start']:.0f} / "
+                                  f"{r['discovery_requests_per_start']:.0f}; {r['token_connections_per_start']:.0f} / "
+                                  f"{r['keyvault_connections_per_start']:.1f}") for c, v in cols])
+res = inpod["resident"]
+row("stays resident while the app runs", [
+    not_given(v) if c not in res else (f"yes: parent of the app, {res[c]['rss_kb'] / 1024:.1f} MiB RSS" if res[c]["stays"] else "no (execve)")
+    for c, v in cols])
 fl = inpod["floor_ms"]["median"]
-print(f"| floor: one token + one Key Vault request, each on a new TLS connection, through the same proxy | {fl:.1f} ms |" + " |" * (len(names) + 1))
-if 50 in counts:
-    print("| 50 secrets ÷ floor (target ≤ 1.3) | " + " | ".join(f"{by[(i, 50)]['overhead_ms'] / fl:.2f}" for i in names) + " | | |")
+print(f"| floor: one token + one Key Vault request, each on a new TLS connection, through the same proxy | {fl:.1f} ms |" + " |" * (len(cols) - 1))
 print()
-for n in names:
-    print(f"- {n}: `{sizes[n]['file']}`")
-print(f"- akv-webhook: {sizes['akv-webhook']['stripped_bytes'] / 1048576:.1f} MiB stripped (glibc build, as `cargo build --profile dist`).")
+for i, text in enumerate(notes, 1):
+    print(f"({i}) {text}.")
 print()
-print("¹ Peers are taken by path (PEER_VAULT_SECRETS_WEBHOOK, PEER_SECRET_INIT, PEER_VAULT_ENV,")
-print("PEER_AKV2K8S_WEBHOOK, PEER_AKV2K8S_ENV), built outside this repository; given in this run:")
+for n, _ in cols:
+    if n in sizes:
+        print(f"- {n}: `{sizes[n]['file']}`")
+print()
+print("Peers given in this run (built outside this repository):")
 print()
 for p in peers:
-    print(f"- {p['var']}: `{p['binary']}` ({p['bytes']} bytes)")
+    print(f"- {p['var']}: `{p['binary']}` ({p['bytes']} B; {p.get('go', '?')}; module {p.get('path', '?')} {p.get('mod', '')})")
 if not peers:
     print("- none")
 print()

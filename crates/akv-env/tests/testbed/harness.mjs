@@ -154,9 +154,14 @@ const tokenServer = https.createServer(tls, (req, res) => {
     const scope = String(body.scope ?? '');
     const id = identities.get(clientId);
     if (id.hugeTokenBody) return sendHuge(res, 200, id.hugeTokenBody.bytes, id.hugeTokenBody.declared);
+    // The audience is the resource of the `/.default` scope. MSAL clients send the OpenID
+    // Connect scopes beside it ("X/.default openid offline_access profile"); Entra ID takes
+    // those as reserved and issues the token for X alone (Microsoft identity platform docs,
+    // "Scopes and permissions": openid, profile, offline_access, email).
+    const resource = (scope.split(' ').find((s) => s.endsWith('/.default')) ?? scope).replace(/\/\.default$/, '');
     const token = await oauth.service.buildToken(req, 3600, (_header, payload) => {
       Object.assign(payload, {
-        aud: scope.replace(/\/\.default$/, ''), appid: clientId, azp: clientId, tid: tenant,
+        aud: resource, appid: clientId, azp: clientId, tid: tenant,
         // v1 access tokens for Key Vault carry this issuer (see the AKV10032 texts below).
         iss: id.issuer ?? `https://sts.windows.net/${tenant}/`, sub: clientId, oid: clientId,
       });
