@@ -13,6 +13,7 @@ pub mod retry;
 pub mod token_file;
 pub mod tokens;
 pub mod vault;
+pub mod vault_http;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -75,6 +75,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A plain HTTPS client that trusts the test CAs and resolves `resolve` to loopback.
 fn https(resolve: &[(String, SocketAddr)]) -> reqwest::Client {
+    // The provider akv-env uses; set here too, whichever test runs first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     for pem in roots() {
         b = b.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("ca"));
@@ -568,6 +570,23 @@ fn known_cloud_vault_gets_no_unauthenticated_request() {
     );
     let (total, unauthenticated, statuses) = tb.requests(&vault, &format!("/secrets/{name}"));
     assert_eq!((total, unauthenticated), (1, 0), "{statuses:?}");
+    assert_one_start(tb, &pod, &vault, 1);
+
+    // Many objects at once: still no request without the token, not even the first.
+    let pod = Pod::new(tb);
+    pod.grant(tb, &vault);
+    let refs: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            let name = unique("db");
+            tb.secret(&vault, &name, "v");
+            (format!("DB{i}"), format!("akv://{host}/{name}"))
+        })
+        .collect();
+    let (before, _) = totals(&tb.stats()["vaults"][&vault]);
+    let got = resolve_in_process(&pod, &as_vars(&refs), &setup_for(&host, addr)).expect("resolved");
+    assert_eq!(got.len(), 40);
+    let (after, unauthenticated) = totals(&tb.stats()["vaults"][&vault]);
+    assert_eq!((after - before, unauthenticated), (40, 0));
 }
 
 #[test]
@@ -654,6 +673,7 @@ fn foreign_resource_challenge_is_refused_before_any_token() {
             (1, 1),
             "only one unauthenticated request"
         );
+        assert_eq!(stats["connections"][&vault], json!(1), "one TLS connection");
     }
 }
 
@@ -675,8 +695,9 @@ fn totals(vault_stats: &Value) -> (u64, u64) {
 #[test]
 fn a_start_costs_one_request_per_object_one_connection_per_vault_one_token() {
     let tb = testbed();
-    // 3 vaults of 10 secrets, then 1 vault of 60.
-    for (vaults, per_vault) in [(3usize, 10usize), (1, 60)] {
+    // 3 vaults of 10 secrets, 1 vault of 60, 1 vault of 200 (all sent at once, on one
+    // HTTP/2 connection opened during the token exchange).
+    for (vaults, per_vault) in [(3usize, 10usize), (1, 60), (1, 200)] {
         let pod = Pod::new(tb);
         let mut resolve = vec![];
         let mut refs = vec![];
@@ -709,6 +730,80 @@ fn a_start_costs_one_request_per_object_one_connection_per_vault_one_token() {
             assert_one_start(tb, &pod, vault, per_vault as u64);
         }
     }
+}
+
+#[test]
+fn an_allowed_host_costs_one_challenge_then_one_request_per_object_on_one_connection() {
+    let tb = testbed();
+    let (vault, url) = loopback_vault();
+    let pod = Pod::new(tb);
+    pod.grant(tb, &vault);
+    let n = 30;
+    let refs: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let name = unique("s");
+            tb.secret(&vault, &name, &format!("value-of-{name}"));
+            (
+                format!("V{i}"),
+                format!("akv://{}/{name}", url.trim_start_matches("https://")),
+            )
+        })
+        .collect();
+    let got = resolve_in_process(
+        &pod,
+        &as_vars(&refs),
+        &HttpSetup {
+            resolve: vec![],
+            extra_roots_pem: roots(),
+        },
+    )
+    .expect("resolved");
+    assert!(got.iter().all(|(_, v)| v.starts_with("value-of-")));
+    let stats = tb.stats();
+    assert_eq!(
+        totals(&stats["vaults"][&vault]),
+        (n + 1, 1),
+        "one challenge"
+    );
+    assert_eq!(stats["connections"][&vault], json!(1), "one TLS connection");
+    assert_eq!(tb.tokens(&pod.client_id), (1, 0));
+}
+
+#[test]
+fn a_vault_without_http2_is_read_over_http1() {
+    // A proxy that offers only HTTP/1.1: akv-env's own connection is HTTP/2 only, so the
+    // requests go through the shared HTTP/1.1 client instead.
+    let tb = testbed();
+    let name = unique("h1");
+    let port = tb.control("/vault-add", json!({"name": name, "http1Only": true}))["port"]
+        .as_u64()
+        .expect("port");
+    let url = format!("127.0.0.1:{port}");
+    let pod = Pod::new(tb);
+    pod.grant(tb, &name);
+    let n = 12;
+    let refs: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let s = unique("s");
+            tb.secret(&name, &s, &format!("value-of-{s}"));
+            (format!("V{i}"), format!("akv://{url}/{s}"))
+        })
+        .collect();
+    let got = resolve_in_process(
+        &pod,
+        &as_vars(&refs),
+        &HttpSetup {
+            resolve: vec![],
+            extra_roots_pem: roots(),
+        },
+    )
+    .expect("resolved over HTTP/1.1");
+    for ((_, reference), (_, value)) in refs.iter().zip(&got) {
+        let secret = reference.rsplit('/').next().expect("name");
+        assert_eq!(value, &format!("value-of-{secret}"));
+    }
+    assert_eq!(totals(&tb.stats()["vaults"][&name]), (n + 1, 1));
+    assert_eq!(tb.tokens(&pod.client_id), (1, 0));
 }
 
 /// What one start must have cost `vault`: `requests` authenticated requests over one TLS

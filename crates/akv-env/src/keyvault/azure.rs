@@ -1,8 +1,9 @@
 //! The Azure source: workload identity through azure_identity's
 //! `ClientAssertionCredential` (one token per audience, shared: [`SharedTokens`]) and one
 //! Key Vault client per vault ([`VaultClient`]; why not the SDK's three clients is written
-//! there), all over akv-env's one capped HTTP client. The objects are decoded with the
-//! azure_security_keyvault_* models.
+//! there) on its own HTTP/2 connection ([`VaultHttp`]), the token exchange over the shared
+//! reqwest client, both with one TLS set-up and capped bodies. The objects are decoded with
+//! the azure_security_keyvault_* models.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use akv_core::error_chain;
 use akv_core::{ObjectKind, Part, VaultUrl};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
-use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport};
+use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport, Url};
 use azure_identity::{ClientAssertionCredential, ClientAssertionCredentialOptions};
 use azure_security_keyvault_certificates::models::Certificate;
 use azure_security_keyvault_keys::models::Key;
@@ -24,11 +25,12 @@ use crate::parts::PublicJwk;
 use crate::plan::{ObjectId, Plan};
 
 use super::classify::{classify, one_line};
-use super::http::{CappedHttp, HttpSetup, MAX_BODY};
+use super::http::{tls_config, CappedHttp, HttpSetup, MAX_BODY};
 use super::retry::with_retries;
 use super::token_file;
 use super::tokens::SharedTokens;
 use super::vault::VaultClient;
+use super::vault_http::VaultHttp;
 use super::{Fetched, SecretSource};
 
 /// Reads objects with the pod's workload identity.
@@ -70,10 +72,12 @@ impl AzureSource {
             }
             Ok(t) => t,
         };
-        // One HTTP client for the token exchange and every vault: one connection per host,
-        // every body capped.
+        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2) on
+        // reqwest; each vault on its own HTTP/2 connection; every body capped.
+        let setup = http;
+        let tls = tls_config(setup).map_err(crate::Error::Identity)?;
         let http: Arc<dyn HttpClient> =
-            Arc::new(CappedHttp::new(http, MAX_BODY).map_err(crate::Error::Identity)?);
+            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = identity.authority_host.clone();
         // Workload identity as WorkloadIdentityCredential does it (a client assertion from
@@ -100,11 +104,16 @@ impl AzureSource {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .map(|url| {
+                let parsed = Url::parse(&url.url()).map_err(|e| {
+                    crate::Error::Identity(format!("cannot use the vault URL {url}: {e}"))
+                })?;
+                let connection =
+                    VaultHttp::new(&parsed, setup, tls.clone(), http.clone(), MAX_BODY);
                 let client =
-                    VaultClient::new(url.clone(), http.clone(), tokens.clone(), deadline, timeout);
-                (url, client)
+                    VaultClient::new(url.clone(), connection, tokens.clone(), deadline, timeout);
+                Ok((url, client))
             })
-            .collect();
+            .collect::<Result<_, crate::Error>>()?;
         Ok(AzureSource {
             vaults,
             deadline,

@@ -1,7 +1,9 @@
 //! One client per vault, speaking Key Vault's REST API (`GET /secrets|certificates|keys/
-//! NAME/[VERSION]?api-version=...`) over akv-env's capped HTTP client, with the SDK's own
-//! success check and error shape (`azure_core::error::check_success`), so errors classify
-//! as they did through the SDK clients.
+//! NAME/[VERSION]?api-version=...`) over the vault's own HTTP/2 connection
+//! ([`super::vault_http`], the SDK's `HttpClient`), with the SDK's own success check and
+//! error shape (`azure_core::error::check_success`), so errors classify as they did
+//! through the SDK clients. The connection is opened while the token is fetched, so a
+//! start costs max(token exchange, TCP+TLS) and one round trip for all its GETs.
 //!
 //! Why not the SDK's SecretClient, CertificateClient and KeyClient: each learns the token
 //! scope from a 401 challenge to its first request, so a start paid one unauthenticated
@@ -19,6 +21,7 @@ use azure_core::error::{check_success, CheckSuccessOptions, Error, ErrorKind};
 use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{HttpClient, Method, Request, Url};
 use azure_core::Bytes;
+use futures::future::join;
 use tokio::sync::OnceCell;
 
 use crate::error::Cause;
@@ -27,6 +30,7 @@ use super::audience::{self, ChallengeRefused};
 use super::classify::classify;
 use super::retry::{with_retries, Failure};
 use super::tokens::SharedTokens;
+use super::vault_http::VaultHttp;
 
 /// The REST API version the SDK clients (1.x) send.
 pub const API_VERSION: &str = "2025-07-01";
@@ -41,13 +45,9 @@ enum Scope {
 
 pub struct VaultClient {
     url: VaultUrl,
-    http: Arc<dyn HttpClient>,
+    http: VaultHttp,
     tokens: Arc<SharedTokens>,
     scope: Scope,
-    /// Whether a first answer came back: until then requests go one at a time, so that
-    /// the concurrent fetches share the vault's first (HTTP/2) connection instead of
-    /// each opening its own.
-    primed: tokio::sync::Mutex<bool>,
     deadline: std::time::Instant,
     timeout: std::time::Duration,
 }
@@ -55,7 +55,7 @@ pub struct VaultClient {
 impl VaultClient {
     pub fn new(
         url: VaultUrl,
-        http: Arc<dyn HttpClient>,
+        http: VaultHttp,
         tokens: Arc<SharedTokens>,
         deadline: std::time::Instant,
         timeout: std::time::Duration,
@@ -69,7 +69,6 @@ impl VaultClient {
             http,
             tokens,
             scope,
-            primed: tokio::sync::Mutex::new(false),
             deadline,
             timeout,
         }
@@ -85,25 +84,12 @@ impl VaultClient {
     ) -> Result<Bytes, Failure> {
         let url = self.object_url(collection, name, version)?;
         let scope = self.scope(&url).await.map_err(final_failure)?;
-        let token = self.tokens.get(&scope).await.map_err(final_failure)?;
-        self.one_at_first(|| self.send(&url, Some(&token))).await
-    }
-
-    /// Runs `f` alone until a first answer came back, then concurrently.
-    async fn one_at_first<T, Fut>(&self, f: impl FnOnce() -> Fut) -> Result<T, Failure>
-    where
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let mut primed = self.primed.lock().await;
-        if *primed {
-            drop(primed);
-            return f().await;
-        }
-        let result = f().await;
-        if !matches!(&result, Err(f) if matches!(f.cause, Cause::Transport(_))) {
-            *primed = true;
-        }
-        result
+        // The vault's connection opens during the token exchange (Entra ID is another
+        // host): by the time the token is here, TCP and TLS are done.
+        let (token, connected) = join(self.tokens.get(&scope), self.http.connect()).await;
+        let token = token.map_err(final_failure)?;
+        connected.map_err(|e| classify(&e))?;
+        self.send(&url, Some(&token)).await
     }
 
     fn object_url(
@@ -150,13 +136,9 @@ impl VaultClient {
             Scope::Known(scope) => return Ok(scope.clone()),
             Scope::Learned(cell) => cell,
         };
-        cell.get_or_init(|| {
-            with_retries(self.deadline, self.timeout, || async {
-                self.one_at_first(|| self.challenge(url)).await
-            })
-        })
-        .await
-        .clone()
+        cell.get_or_init(|| with_retries(self.deadline, self.timeout, || self.challenge(url)))
+            .await
+            .clone()
     }
 
     /// Sends `url` without a token and reads the scope from the 401 challenge.

@@ -10,7 +10,8 @@
 //   speaking the Key Vault data-plane REST API for what akv-env reads: GET
 //   /secrets|certificates|keys/NAME[/VERSION]?api-version=..., names case-insensitive.
 //   More vaults under real Key Vault host names (myvault.vault.azure.net, ...) with their
-//   own TLS certificate: POST /vault-add (tests resolve the name to loopback themselves).
+//   own TLS certificate: POST /vault-add (tests resolve the name to loopback themselves);
+//   with "http1Only", a vault that offers only HTTP/1.1 (ALPN), as a proxy might.
 //   lowkey-vault cannot be installed here (not on Maven Central; see scripts/testbed-keyvault).
 // - Every vault answers as the real service does where a recording in
 //   ../shared/vectors/keyvault/ (or a documented answer) shows it; each behaviour below
@@ -391,12 +392,16 @@ async function vaultHandler(v, req, res) {
 }
 
 // A vault on loopback. `hostname`: the name clients use (default: the address); `tls`: its
-// own certificate (PEM cert and key) for a real Key Vault host name.
-async function startVault(name, address, { hostname, tls: own } = {}) {
+// own certificate (PEM cert and key) for a real Key Vault host name; `http1Only`: a server
+// that offers only HTTP/1.1 by ALPN (a proxy in front of a vault), not HTTP/2.
+async function startVault(name, address, { hostname, tls: own, http1Only } = {}) {
   const v = { name, secrets: {}, certificates: {}, keys: {}, readers: new Set(), faults: [], stats: {}, connections: 0, tenant: TENANT };
-  const server = http2.createSecureServer({ ...(own ?? tls), allowHTTP1: true }, (req, res) => {
+  const handler = (req, res) => {
     vaultHandler(v, req, res).catch((e) => { try { kvError(res, 500, 'HarnessError', String(e)); } catch { /* closed */ } });
-  });
+  };
+  const server = http1Only
+    ? https.createServer({ ...(own ?? tls), ALPNProtocols: ['http/1.1'] }, handler)
+    : http2.createSecureServer({ ...(own ?? tls), allowHTTP1: true }, handler);
   server.on('session', (session) => session.on('error', () => {}));
   countConnections(server, () => { v.connections += 1; });
   await new Promise((r) => server.listen(0, address, r));
@@ -426,7 +431,8 @@ async function control(req, res) {
     case 'mint': return send(200, { token: await mint(body.subject, body.audience, body.expiresIn) });
     case 'vault-add': {
       if (vaults[body.name]) return send(409, { error: `vault ${body.name} exists` });
-      const added = await startVault(body.name, '127.0.0.1', body.hostname ? { hostname: body.hostname, tls: { cert: body.cert, key: body.key } } : {});
+      const own = body.hostname ? { hostname: body.hostname, tls: { cert: body.cert, key: body.key } } : {};
+      const added = await startVault(body.name, '127.0.0.1', { ...own, http1Only: body.http1Only });
       return send(200, { port: added.port, audience: added.audience });
     }
     case 'challenge': v.challenge = { resource: body.resource, scope: body.scope }; return send(200, {});
