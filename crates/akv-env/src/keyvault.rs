@@ -9,6 +9,7 @@ pub mod audience;
 pub mod azure;
 pub mod classify;
 pub mod http;
+pub mod proxy;
 pub mod retry;
 pub mod token_file;
 pub mod tokens;

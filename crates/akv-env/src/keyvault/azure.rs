@@ -26,6 +26,7 @@ use crate::plan::{ObjectId, Plan};
 
 use super::classify::{classify, one_line};
 use super::http::{tls_config, CappedHttp, HttpSetup, MAX_BODY};
+use super::proxy;
 use super::retry::with_retries;
 use super::token_file;
 use super::tokens::SharedTokens;
@@ -97,6 +98,8 @@ impl AzureSource {
         )
         .map_err(|e| crate::Error::Identity(one_line(&error_chain(&e))))?;
         let tokens = Arc::new(SharedTokens::new(credential, deadline, timeout));
+        // The container's HTTPS_PROXY/NO_PROXY, as the reqwest client reads them.
+        let proxies = proxy::from_env();
         let vaults = plan
             .objects
             .keys()
@@ -107,8 +110,9 @@ impl AzureSource {
                 let parsed = Url::parse(&url.url()).map_err(|e| {
                     crate::Error::Identity(format!("cannot use the vault URL {url}: {e}"))
                 })?;
+                let proxied = proxy::is_proxied(&proxies, &parsed);
                 let connection =
-                    VaultHttp::new(&parsed, setup, tls.clone(), http.clone(), MAX_BODY);
+                    VaultHttp::new(&parsed, setup, tls.clone(), http.clone(), MAX_BODY, proxied);
                 let client =
                     VaultClient::new(url.clone(), connection, tokens.clone(), deadline, timeout);
                 Ok((url, client))

@@ -247,7 +247,7 @@ mod tests {
         let setup = HttpSetup::default();
         let tls = tls_config(&setup).expect("tls");
         let parsed = Url::parse(&url.url()).expect("url");
-        let http = VaultHttp::new(&parsed, &setup, tls, Arc::new(Unused), 1024);
+        let http = VaultHttp::new(&parsed, &setup, tls, Arc::new(Unused), 1024, false);
         let deadline = Instant::now() + Duration::from_secs(1);
         let tokens = Arc::new(SharedTokens::new(
             Arc::new(Unused),

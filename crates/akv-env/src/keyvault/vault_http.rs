@@ -55,6 +55,9 @@ pub struct VaultHttp {
     tls: Arc<rustls::ClientConfig>,
     fallback: Arc<dyn HttpClient>,
     limit: usize,
+    /// An HTTP proxy from the environment covers this vault: every request goes to the
+    /// shared reqwest client, which tunnels through it ([`super::proxy`]).
+    proxied: bool,
     link: tokio::sync::Mutex<LinkState>,
     /// How many times a connection was tried (also in [`LinkState`], readable unlocked).
     attempts: AtomicU64,
@@ -77,16 +80,19 @@ impl std::fmt::Debug for VaultHttp {
 }
 
 impl VaultHttp {
-    /// For the vault at `url` (`https://HOST[:PORT]`). No network traffic yet.
+    /// For the vault at `url` (`https://HOST[:PORT]`). No network traffic yet. `proxied`:
+    /// the environment's proxy covers this vault ([`super::proxy::is_proxied`]).
     pub fn new(
         url: &Url,
         setup: &HttpSetup,
         tls: Arc<rustls::ClientConfig>,
         fallback: Arc<dyn HttpClient>,
         limit: usize,
+        proxied: bool,
     ) -> Self {
         let (host, port) = origin(url);
         VaultHttp {
+            proxied,
             addr: setup.resolved(&host, url.port()),
             port,
             host,
@@ -106,6 +112,9 @@ impl VaultHttp {
     }
 
     async fn link(&self) -> azure_core::Result<Link> {
+        if self.proxied {
+            return Ok(Link::Fallback);
+        }
         let seen = self.attempts.load(Ordering::SeqCst);
         let mut state = self.link.lock().await;
         match &state.link {
