@@ -349,6 +349,7 @@ def main() -> int:
             "AKV_WEBHOOK_MAX_CONNECTIONS": "512", "AKV_WEBHOOK_IDLE_TIMEOUT": "45s",
             "AKV_WEBHOOK_MAX_STREAMS_PER_CONNECTION": "50",
             "AKV_WEBHOOK_ALLOW_VAULT_HOST": "kv.internal.example,.vault.example",
+            "AKV_WEBHOOK_ALLOW_MANAGED_IDENTITY": "true",
             "AKV_WEBHOOK_REGISTRY_LOOKUP": "false",
             "AKV_WEBHOOK_REGISTRY_CA_FILE": "/etc/akv-webhook/registry-ca/ca.crt",
             "AKV_WEBHOOK_DEFAULT_PLATFORM": "linux/arm64", "AKV_WEBHOOK_REGISTRY_TIMEOUT": "2s",

@@ -3,6 +3,7 @@
 //! workload identity both read from the standard `AZURE_*` variables.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod error_chain;
 pub mod identity;
 pub mod pod_settings;
@@ -12,6 +13,7 @@ pub mod settings;
 pub mod template;
 pub mod vault;
 
+pub use auth::{AuthKind, IdentitySettings, IdentitySettingsError};
 pub use error_chain::error_chain;
 pub use identity::{AzureVars, VarError, WorkloadIdentity};
 pub use pod_settings::{PodSettings, PodSettingsError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use akv_core::identity::text_var;
 use akv_core::settings::DEFAULT_TIMEOUT;
-use akv_core::{AzureVars, HostPolicy, PodSettings, VaultUrl, WorkloadIdentity};
+use akv_core::{AzureVars, HostPolicy, IdentitySettings, PodSettings, VaultUrl, WorkloadIdentity};
 
 use crate::error::ConfigError;
 
@@ -34,6 +34,8 @@ pub struct EnvConfig {
     pub ignore_missing: bool,
     pub timeout: Duration,
     pub hosts: HostPolicy,
+    /// Which identity (`akv-injector.io/auth`, per-vault client ids, keep-credentials).
+    pub auth: IdentitySettings,
 }
 
 /// The identity used to read the vaults.
@@ -59,15 +61,17 @@ impl EnvConfig {
     pub fn from_env(env: &[(OsString, OsString)]) -> Result<Self, ConfigError> {
         // Every AKV_INJECTOR_* setting goes through the codec the webhook wrote it with;
         // a value that is not UTF-8 is named first.
-        for var in PodSettings::VARS {
+        for var in PodSettings::VARS.into_iter().chain(IdentitySettings::VARS) {
             text_var(&lookup_in(env), var)?;
         }
-        let pod = PodSettings::from_env(|name: &str| {
+        let values = |name: &str| {
             env.iter()
                 .filter(|(k, _)| k == name)
                 .filter_map(|(_, v)| v.to_str())
                 .collect::<Vec<_>>()
-        })?;
+        };
+        let pod = PodSettings::from_env(values)?;
+        let auth = IdentitySettings::from_env(values)?;
         // An annotation hides the AZURE_* variable it overrides (which is then not read).
         let azure = AzureVars::read(|name| match name {
             AZURE_CLIENT_ID if pod.client_id.is_some() => None,
@@ -83,6 +87,7 @@ impl EnvConfig {
             ignore_missing: pod.ignore_missing.unwrap_or(false),
             timeout: pod.timeout.unwrap_or(DEFAULT_TIMEOUT),
             hosts: pod.allow_vault_hosts,
+            auth,
         })
     }
 

@@ -56,6 +56,12 @@ pub enum ConfigError {
     /// An `AZURE_*` variable (or any setting that is not UTF-8), named with its value.
     #[error(transparent)]
     Var(#[from] akv_core::VarError),
+    /// `AKV_INJECTOR_AUTH`, `AKV_INJECTOR_VAULT_CLIENT_IDS`, `AKV_INJECTOR_KEEP_CREDENTIALS`.
+    #[error(transparent)]
+    IdentitySetting(#[from] akv_core::IdentitySettingsError),
+    /// A service principal's variables are missing or cannot be used.
+    #[error("service principal: {0}")]
+    ServicePrincipal(String),
     #[error("no workload identity client id: neither AKV_INJECTOR_CLIENT_ID (pod annotation akv-injector.io/client-id) nor AZURE_CLIENT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation")]
     NoClientId,
     #[error("no tenant id: neither AKV_INJECTOR_TENANT_ID (pod annotation akv-injector.io/tenant-id) nor AZURE_TENANT_ID is set. Hint: label the pod azure.workload.identity/use: \"true\" so Azure Workload Identity sets AZURE_TENANT_ID, or set the annotation")]
@@ -190,7 +196,8 @@ pub struct FetchError {
     /// The parts the references ask for (decides the role in the hint).
     pub parts: Vec<Part>,
     pub sites: Sites,
-    pub client_id: String,
+    /// The identity the vault was read with.
+    pub who: crate::hints::Who,
     pub cause: Cause,
 }
 
@@ -214,13 +221,10 @@ impl FetchError {
             ObjectKind::Key => "keys",
         };
         match (&self.cause, self.cause.status()) {
-            (Cause::Token { .. }, _) => format!(
-                "check the federated identity credential of client id {} in Entra ID (issuer = the cluster's OIDC issuer, subject = system:serviceaccount:NAMESPACE:SERVICE_ACCOUNT, audience = api://AzureADTokenExchange), the tenant id, and that the pod's token file (AZURE_FEDERATED_TOKEN_FILE) is the one projected for its service account",
-                self.client_id
-            ),
+            (Cause::Token { message, .. }, _) => crate::hints::token_hint(&self.who, message),
             (_, Some(401)) => format!(
-                "the vault did not accept the identity's token: check that the vault belongs to the identity's tenant and that client id {} exists there",
-                self.client_id
+                "the vault did not accept the identity's token: check that the vault belongs to the identity's tenant and that {} exists there",
+                self.who.label()
             ),
             // Key Vault's answer for a disabled object: 403 Forbidden, innererror
             // SecretDisabled ("Operation get is not allowed on a disabled secret.";
@@ -231,8 +235,8 @@ impl FetchError {
                 kind = kind_word(self.kind)
             ),
             (_, Some(403)) => format!(
-                "grant the identity (client id {}) the '{role}' role on the vault, or an access policy with 'get' on {what}",
-                self.client_id
+                "grant the identity ({}) the '{role}' role on the vault, or an access policy with 'get' on {what}",
+                self.who.label()
             ),
             (_, Some(404)) => format!(
                 "check the {} name and version in the reference, or set the pod annotation akv-injector.io/ignore-missing: \"true\" to start with an empty value",
@@ -261,7 +265,7 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot read {} '{}' ({}) from vault {} for {} as client id {}: {}. Hint: {}",
+            "cannot read {} '{}' ({}) from vault {} for {} as {}: {}. Hint: {}",
             kind_word(self.kind),
             self.name,
             match &self.version {
@@ -270,7 +274,7 @@ impl fmt::Display for FetchError {
             },
             self.vault,
             self.sites,
-            self.client_id,
+            self.who.label(),
             self.cause.to_string().trim_end_matches('.'),
             self.hint()
         )

@@ -7,8 +7,11 @@
 
 pub mod audience;
 pub mod azure;
+pub mod certificate;
 pub mod classify;
+pub mod credentials;
 pub mod http;
+pub mod imds;
 pub mod proxy;
 pub mod retry;
 pub mod token_file;

@@ -5,6 +5,8 @@
 pub mod config;
 pub mod envexec;
 pub mod error;
+pub mod hints;
+pub mod identities;
 pub mod install;
 pub mod keyvault;
 pub mod parts;
@@ -27,10 +29,16 @@ Usage:
 
 References: akv:NAME[/VERSION][#PART], akv://VAULT/NAME[/VERSION][#PART], or ${akv:...}
 inside a longer value; PART is value (default), cert, key, chain or pubkey.
-Identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.
+Identity (AKV_INJECTOR_AUTH): workload-identity (default): AZURE_CLIENT_ID,
+AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST; service-principal:
+AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH
+(PEM with key, or PKCS#12 with AZURE_CLIENT_CERTIFICATE_PASSWORD), removed before exec
+unless AKV_INJECTOR_KEEP_CREDENTIALS=true; managed-identity: IMDS, AKV_INJECTOR_CLIENT_ID
+picks a user-assigned identity.
 Settings (set by akv-webhook): AKV_INJECTOR_VAULT, AKV_INJECTOR_CLIENT_ID,
 AKV_INJECTOR_TENANT_ID, AKV_INJECTOR_IGNORE_MISSING, AKV_INJECTOR_TIMEOUT,
-AKV_INJECTOR_ALLOW_VAULT_HOSTS.
+AKV_INJECTOR_ALLOW_VAULT_HOSTS, AKV_INJECTOR_AUTH, AKV_INJECTOR_VAULT_CLIENT_IDS,
+AKV_INJECTOR_KEEP_CREDENTIALS.
 ";
 
 /// What the command line asks for.
@@ -91,14 +99,19 @@ pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     let resolved = if plan.is_empty() {
         resolve::Resolved::default()
     } else {
-        let identity = cfg.identity()?;
+        let imds = keyvault::imds::endpoint(|name| {
+            config::lookup(&env, name)
+                .and_then(|v| v.to_str())
+                .map(str::to_string)
+        });
+        let identities = identities::Identities::from_config(&cfg, &env, imds)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
         let resolved = runtime.block_on(async {
-            let source = keyvault::AzureSource::new(&identity, &plan, cfg.timeout)?;
-            resolve::resolve(&plan, &source, cfg.ignore_missing, &identity.client_id)
+            let source = keyvault::AzureSource::for_identities(&identities, &plan, cfg.timeout)?;
+            resolve::resolve(&plan, &source, cfg.ignore_missing, &identities)
                 .await
                 .map_err(Error::Fetch)
         });
@@ -108,7 +121,11 @@ pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     for warning in &resolved.warnings {
         eprintln!("akv-env: warning: {warning}");
     }
-    envexec::App::build(&env, &argv, &plan, &resolved.values, default_vault)
+    let mut app = envexec::App::build(&env, &argv, &plan, &resolved.values, default_vault)?;
+    // A service principal's variables go the way of AKV_INJECTOR_* unless the pod keeps them.
+    let remove = cfg.auth.credential_vars_to_remove();
+    app.env.retain(|(k, _)| !remove.iter().any(|r| k == r));
+    Ok(app)
 }
 
 #[cfg(test)]

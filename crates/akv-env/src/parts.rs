@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
 mod chain;
-mod pkcs12;
+pub mod pkcs12;
 
 use chain::{cert_info, key_public, leaf_index, order_chain, CertInfo};
 

@@ -52,7 +52,7 @@ pub async fn resolve<S: SecretSource>(
     plan: &Plan,
     source: &S,
     ignore_missing: bool,
-    client_id: &str,
+    identities: &(impl crate::hints::Identifies + ?Sized),
 ) -> Result<Resolved, Vec<FetchError>> {
     let fetches = plan
         .objects
@@ -69,7 +69,7 @@ pub async fn resolve<S: SecretSource>(
             version: id.version.clone(),
             parts: usage.parts.iter().copied().collect(),
             sites: Sites(usage.sites.clone()),
-            client_id: client_id.to_string(),
+            who: identities.who(&id.vault),
             cause,
         };
         match result {

@@ -90,6 +90,8 @@ impl Deref for Harness {
 pub struct HarnessPorts {
     pub control: u16,
     pub token: u16,
+    /// The IMDS-shaped endpoint (plain HTTP on 127.0.0.1).
+    pub imds: u16,
     pub vault_a: u16,
     pub vault_b: u16,
 }
@@ -105,6 +107,7 @@ impl HarnessPorts {
         HarnessPorts {
             control: port(&ports["control"]),
             token: port(&ports["token"]),
+            imds: port(&ports["imds"]),
             vault_a: port(&ports["vaults"]["a"]),
             vault_b: port(&ports["vaults"]["b"]),
         }

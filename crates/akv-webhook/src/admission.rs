@@ -318,6 +318,7 @@ mod tests {
         let settings = InjectSettings {
             env_image: "akv-injector:test".to_string(),
             allow_vault_hosts: akv_core::HostPolicy::default(),
+            allow_managed_identity: false,
         };
         Admission::new(settings, Arc::new(NoLookup))
     }

@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long, env = "AKV_WEBHOOK_ALLOW_VAULT_HOST", value_name = "HOST", value_delimiter = ',', value_parser = parse_vault_host)]
     pub allow_vault_host: Vec<String>,
 
+    /// Let pods use the node's managed identity (akv-injector.io/auth: managed-identity).
+    /// Every pod on a node can use that identity, so it is refused unless this is set, and
+    /// every such pod still gets a warning.
+    #[arg(long, env = "AKV_WEBHOOK_ALLOW_MANAGED_IDENTITY")]
+    pub allow_managed_identity: bool,
+
     #[command(flatten)]
     pub registry: RegistryFlags,
 
@@ -210,6 +216,8 @@ mod tests {
         );
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(args.allow_vault_host.is_empty());
+        assert!(!args.allow_managed_identity);
+        assert!(parse(&["--allow-managed-identity"]).allow_managed_identity);
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Args {
                     max_streams_per_connection,
                 },
             allow_vault_host,
+            allow_managed_identity,
             registry,
             command,
         } = self;
@@ -42,6 +43,7 @@ impl Args {
         let settings = InjectSettings {
             env_image,
             allow_vault_hosts,
+            allow_managed_identity,
         };
         if let Some(Command::Check(check)) = command {
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
@@ -54,6 +56,7 @@ impl Args {
         info!(
             env_image = %settings.env_image,
             allow_vault_hosts = settings.allow_vault_hosts.to_list(),
+            allow_managed_identity = settings.allow_managed_identity,
             "settings"
         );
         let metrics = Arc::new(Metrics::new());

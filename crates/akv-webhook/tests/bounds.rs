@@ -45,6 +45,7 @@ fn admission() -> (Admission, Arc<CountingImages>) {
     let settings = InjectSettings {
         env_image: "registry.example/platform/akv-injector:0.1.0".to_string(),
         allow_vault_hosts: HostPolicy::default(),
+        allow_managed_identity: false,
     };
     (Admission::new(settings, images.clone()), images)
 }

@@ -65,6 +65,7 @@ fn admission() -> Admission {
     let settings = InjectSettings {
         env_image: ENV_IMAGE.to_string(),
         allow_vault_hosts: HostPolicy::default(),
+        allow_managed_identity: false,
     };
     Admission::new(settings, Arc::new(FixtureImages))
 }

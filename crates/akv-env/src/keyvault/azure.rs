@@ -1,5 +1,5 @@
-//! The Azure source: workload identity through azure_identity's
-//! `ClientAssertionCredential` (one token per audience, shared: [`SharedTokens`]) and one
+//! The Azure source: the pod's identities (one credential per client id, one token per
+//! audience: [`super::credentials`], [`super::tokens::SharedTokens`]) and one
 //! Key Vault client per vault ([`VaultClient`]; why not the SDK's three clients is written
 //! there) on its own HTTP/2 connection ([`VaultHttp`]), the token exchange over the shared
 //! reqwest client, both with one TLS set-up and capped bodies. The objects are decoded with
@@ -9,27 +9,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_core::error_chain;
 use akv_core::{ObjectKind, Part, VaultUrl};
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::TokenCredential;
-use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport, Url};
-use azure_identity::{ClientAssertionCredential, ClientAssertionCredentialOptions};
+use azure_core::http::{HttpClient, Url};
 use azure_security_keyvault_certificates::models::Certificate;
 use azure_security_keyvault_keys::models::Key;
 use azure_security_keyvault_secrets::models::Secret;
 
 use crate::config::Identity;
-use crate::error::{Cause, ConfigError};
+use crate::error::Cause;
+use crate::identities::Identities;
 use crate::parts::PublicJwk;
 use crate::plan::{ObjectId, Plan};
 
-use super::classify::{classify, one_line};
+use super::classify::classify;
+use super::credentials::CredentialSet;
 use super::http::{tls_config, CappedHttp, HttpSetup, MAX_BODY};
 use super::proxy;
 use super::retry::with_retries;
-use super::token_file;
-use super::tokens::SharedTokens;
 use super::vault::VaultClient;
 use super::vault_http::VaultHttp;
 use super::{Fetched, SecretSource};
@@ -56,48 +52,35 @@ impl AzureSource {
         timeout: Duration,
         http: &HttpSetup,
     ) -> Result<Self, crate::Error> {
+        Self::with_identities(&Identities::workload(identity), plan, timeout, http)
+    }
+
+    /// Reads objects with the pod's identities (any kind, per-vault client ids).
+    pub fn for_identities(
+        identities: &Identities,
+        plan: &Plan,
+        timeout: Duration,
+    ) -> Result<Self, crate::Error> {
+        Self::with_identities(identities, plan, timeout, &HttpSetup::default())
+    }
+
+    /// [`AzureSource::for_identities`] with a non-default HTTP client set-up.
+    pub fn with_identities(
+        identities: &Identities,
+        plan: &Plan,
+        timeout: Duration,
+        http: &HttpSetup,
+    ) -> Result<Self, crate::Error> {
         let deadline = Instant::now() + timeout;
-        let token = match token_file::read(&identity.token_file, timeout) {
-            Err(source) => {
-                return Err(ConfigError::TokenFile {
-                    path: identity.token_file.clone(),
-                    source,
-                }
-                .into())
-            }
-            Ok(t) if t.trim().is_empty() => {
-                return Err(ConfigError::EmptyTokenFile {
-                    path: identity.token_file.clone(),
-                }
-                .into())
-            }
-            Ok(t) => t,
-        };
         // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2) on
         // reqwest; each vault on its own HTTP/2 connection; every body capped.
         let setup = http;
         let tls = tls_config(setup).map_err(crate::Error::Identity)?;
         let http: Arc<dyn HttpClient> =
             Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
-        let mut cloud = CustomConfiguration::default();
-        cloud.authority_host = identity.authority_host.clone();
-        // Workload identity as WorkloadIdentityCredential does it (a client assertion from
-        // the token file), with akv-env's bounded read of that file.
-        let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
-            identity.tenant_id.clone(),
-            identity.client_id.clone(),
-            token_file::TokenFile::new(identity.token_file.clone(), &token, timeout),
-            Some(ClientAssertionCredentialOptions {
-                client_options: ClientOptions {
-                    retry: RetryOptions::none(),
-                    transport: Some(Transport::new(http.clone())),
-                    cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-                    ..Default::default()
-                },
-            }),
-        )
-        .map_err(|e| crate::Error::Identity(one_line(&error_chain(&e))))?;
-        let tokens = Arc::new(SharedTokens::new(credential, deadline, timeout));
+        // One credential per distinct client id (see `credentials`), checked and read
+        // (token file, certificate) before any network traffic.
+        let mut credentials = CredentialSet::new(identities, http.clone(), deadline, timeout)?;
         // The container's HTTPS_PROXY/NO_PROXY, as the reqwest client reads them.
         let proxies = proxy::from_env();
         let vaults = plan
@@ -113,8 +96,8 @@ impl AzureSource {
                 let proxied = proxy::is_proxied(&proxies, &parsed);
                 let connection =
                     VaultHttp::new(&parsed, setup, tls.clone(), http.clone(), MAX_BODY, proxied);
-                let client =
-                    VaultClient::new(url.clone(), connection, tokens.clone(), deadline, timeout);
+                let tokens = credentials.tokens_for(&url)?;
+                let client = VaultClient::new(url.clone(), connection, tokens, deadline, timeout);
                 Ok((url, client))
             })
             .collect::<Result<_, crate::Error>>()?;

@@ -21,6 +21,51 @@ use pkcs12::kdf::{derive_key, Pkcs12KeyType};
 const EMPTY_PASSWORDS: [&[u8]; 2] = [&[], &[0, 0]];
 /// PBKDF2 (PBES2) takes the password's bytes: none.
 const EMPTY_PBKDF2_PASSWORD: &[u8] = &[];
+/// The password readings to try: the two empty ones, or a given password (as a
+/// BMPString with its terminator for the PKCS#12 derivation, as UTF-8 for PBKDF2).
+struct Passwords {
+    pkcs12: Vec<Vec<u8>>,
+    pbkdf2: Vec<u8>,
+    given: bool,
+}
+
+impl Passwords {
+    fn new(password: Option<&str>) -> Passwords {
+        match password.filter(|p| !p.is_empty()) {
+            None => Passwords {
+                pkcs12: EMPTY_PASSWORDS.iter().map(|p| p.to_vec()).collect(),
+                pbkdf2: EMPTY_PBKDF2_PASSWORD.to_vec(),
+                given: false,
+            },
+            Some(p) => {
+                let mut bmp: Vec<u8> = p.encode_utf16().flat_map(u16::to_be_bytes).collect();
+                bmp.extend_from_slice(&[0, 0]);
+                Passwords {
+                    pkcs12: vec![bmp],
+                    pbkdf2: p.as_bytes().to_vec(),
+                    given: true,
+                }
+            }
+        }
+    }
+
+    fn mac_error(&self) -> Pkcs12Error {
+        if self.given {
+            Pkcs12Error::WrongPassword
+        } else {
+            Pkcs12Error::Mac
+        }
+    }
+
+    fn decrypt_error(&self) -> Pkcs12Error {
+        if self.given {
+            Pkcs12Error::WrongPassword
+        } else {
+            Pkcs12Error::Decrypt
+        }
+    }
+}
+
 /// Above this, an archive would keep the pod from starting for minutes; Key Vault uses
 /// 2000 and openssl 2048.
 const MAX_ITERATIONS: i32 = 1_000_000;
@@ -81,6 +126,10 @@ pub enum Pkcs12Error {
     Cipher(String),
     #[error("an encrypted part does not decrypt with an empty password: the archive has a password or is damaged")]
     Decrypt,
+    #[error(
+        "it does not open with the given password: the password is wrong or the archive is damaged"
+    )]
+    WrongPassword,
     #[error("iteration count {0} is above the limit of {MAX_ITERATIONS}")]
     Iterations(i64),
 }
@@ -98,6 +147,12 @@ fn check_iterations(n: i64) -> Result<(), Pkcs12Error> {
 
 /// Reads an archive: verifies the MAC (when there is one) and decrypts every part.
 pub fn read(data: &[u8]) -> Result<Archive, Pkcs12Error> {
+    read_with_password(data, None)
+}
+
+/// [`read`] with a password (`None` or empty: no password, both readings of it).
+pub fn read_with_password(data: &[u8], password: Option<&str>) -> Result<Archive, Pkcs12Error> {
+    let pw = Passwords::new(password);
     let pfx: pkcs12::Pfx = der(data, "the PFX")?;
     if pfx.version != pkcs12::pfx::Version::V3 {
         return Err(Pkcs12Error::Version);
@@ -113,7 +168,7 @@ pub fn read(data: &[u8]) -> Result<Archive, Pkcs12Error> {
         .decode_as()
         .map_err(|_| Pkcs12Error::Der("the authenticated safe"))?;
     if let Some(mac) = &pfx.mac_data {
-        verify_mac(mac, auth_safe.as_bytes())?;
+        verify_mac(mac, auth_safe.as_bytes(), &pw)?;
     }
     let safes: Vec<cms::content_info::ContentInfo> =
         der(auth_safe.as_bytes(), "the authenticated safe")?;
@@ -135,7 +190,7 @@ pub fn read(data: &[u8]) -> Result<Archive, Pkcs12Error> {
                 let Some(ciphertext) = info.encrypted_content else {
                     continue;
                 };
-                decrypt(&info.content_enc_alg, ciphertext.as_bytes(), |plain| {
+                decrypt(&info.content_enc_alg, ciphertext.as_bytes(), &pw, |plain| {
                     Vec::<pkcs12::SafeBag>::from_der(plain).is_ok()
                 })?
             }
@@ -143,13 +198,13 @@ pub fn read(data: &[u8]) -> Result<Archive, Pkcs12Error> {
         };
         let bags: Vec<pkcs12::SafeBag> = der(&contents, "a safe's bags")?;
         for bag in bags {
-            read_bag(&bag, &mut out)?;
+            read_bag(&bag, &mut out, &pw)?;
         }
     }
     Ok(out)
 }
 
-fn read_bag(bag: &pkcs12::SafeBag, out: &mut Archive) -> Result<(), Pkcs12Error> {
+fn read_bag(bag: &pkcs12::SafeBag, out: &mut Archive, pw: &Passwords) -> Result<(), Pkcs12Error> {
     // bagValue is `[0] EXPLICIT`: the bag's content is inside.
     let wrapper: AnyRef<'_> = der(&bag.bag_value, "a bag")?;
     if wrapper.tag()
@@ -173,6 +228,7 @@ fn read_bag(bag: &pkcs12::SafeBag, out: &mut Archive) -> Result<(), Pkcs12Error>
             let key = decrypt(
                 &enc.encryption_algorithm,
                 enc.encrypted_data.as_bytes(),
+                pw,
                 |plain| pkcs8::PrivateKeyInfoRef::try_from(plain).is_ok(),
             )?;
             out.keys.push(Bag {
@@ -212,12 +268,12 @@ fn local_key_id(bag: &pkcs12::SafeBag) -> Option<Vec<u8>> {
     Some(value.value().to_vec())
 }
 
-fn verify_mac(mac: &pkcs12::MacData, data: &[u8]) -> Result<(), Pkcs12Error> {
+fn verify_mac(mac: &pkcs12::MacData, data: &[u8], pw: &Passwords) -> Result<(), Pkcs12Error> {
     check_iterations(i64::from(mac.iterations))?;
     let salt = mac.mac_salt.as_bytes();
     let want = mac.mac.digest.as_bytes();
     let alg = mac.mac.algorithm.oid;
-    let ok = EMPTY_PASSWORDS.iter().any(|pw| {
+    let ok = pw.pkcs12.iter().any(|pw| {
         let rounds = mac.iterations;
         match alg {
             SHA1 => hmac_ok::<sha1::Sha1>(pw, salt, rounds, data, want),
@@ -230,7 +286,7 @@ fn verify_mac(mac: &pkcs12::MacData, data: &[u8]) -> Result<(), Pkcs12Error> {
     });
     match alg {
         SHA1 | SHA224 | SHA256 | SHA384 | SHA512 if ok => Ok(()),
-        SHA1 | SHA224 | SHA256 | SHA384 | SHA512 => Err(Pkcs12Error::Mac),
+        SHA1 | SHA224 | SHA256 | SHA384 | SHA512 => Err(pw.mac_error()),
         other => Err(Pkcs12Error::MacDigest(other.to_string())),
     }
 }
@@ -260,6 +316,7 @@ where
 fn decrypt(
     alg: &spki::AlgorithmIdentifierOwned,
     ciphertext: &[u8],
+    pw: &Passwords,
     valid: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<u8>, Pkcs12Error> {
     let params = alg
@@ -276,34 +333,39 @@ fn decrypt(
         if let pkcs5::pbes2::Kdf::Scrypt(_) = &params.kdf {
             return Err(Pkcs12Error::Cipher("PBES2 with scrypt".into()));
         }
-        return match params.decrypt(EMPTY_PBKDF2_PASSWORD, ciphertext) {
+        return match params.decrypt(&pw.pbkdf2, ciphertext) {
             Ok(plain) if valid(&plain) => Ok(plain),
-            Ok(_) => Err(Pkcs12Error::Decrypt),
+            Ok(_) => Err(pw.decrypt_error()),
             Err(e) => match e {
                 pkcs5::Error::AlgorithmParametersInvalid { .. }
                 | pkcs5::Error::UnsupportedAlgorithm { .. } => {
                     Err(Pkcs12Error::Cipher(format!("PBES2 ({e})")))
                 }
-                _ => Err(Pkcs12Error::Decrypt),
+                _ => Err(pw.decrypt_error()),
             },
         };
     }
     let pbe: pkcs12::pbe_params::Pkcs12PbeParams = der(&params, "PBE parameters")?;
     check_iterations(i64::from(pbe.iterations))?;
     let salt = pbe.salt.as_bytes();
-    for pw in EMPTY_PASSWORDS {
+    for pw_bytes in &pw.pkcs12 {
+        let pw_bytes = pw_bytes.as_slice();
         let plain = match alg.oid {
-            PBE_SHA1_3DES => pbe_cbc::<des::TdesEde3>(pw, salt, pbe.iterations, 24, ciphertext),
-            PBE_SHA1_2DES => pbe_cbc::<des::TdesEde2>(pw, salt, pbe.iterations, 16, ciphertext),
-            PBE_SHA1_RC2_128 => pbe_cbc::<rc2::Rc2>(pw, salt, pbe.iterations, 16, ciphertext),
-            PBE_SHA1_RC2_40 => pbe_cbc::<rc2::Rc2>(pw, salt, pbe.iterations, 5, ciphertext),
+            PBE_SHA1_3DES => {
+                pbe_cbc::<des::TdesEde3>(pw_bytes, salt, pbe.iterations, 24, ciphertext)
+            }
+            PBE_SHA1_2DES => {
+                pbe_cbc::<des::TdesEde2>(pw_bytes, salt, pbe.iterations, 16, ciphertext)
+            }
+            PBE_SHA1_RC2_128 => pbe_cbc::<rc2::Rc2>(pw_bytes, salt, pbe.iterations, 16, ciphertext),
+            PBE_SHA1_RC2_40 => pbe_cbc::<rc2::Rc2>(pw_bytes, salt, pbe.iterations, 5, ciphertext),
             other => return Err(Pkcs12Error::Cipher(other.to_string())),
         };
         if let Some(plain) = plain.filter(|p| valid(p)) {
             return Ok(plain);
         }
     }
-    Err(Pkcs12Error::Decrypt)
+    Err(pw.decrypt_error())
 }
 
 /// PKCS#12 PBE (RFC 7292 appendix B, SHA-1): key and IV from the password, then CBC.
@@ -412,6 +474,18 @@ mod tests {
             !check(&[0, 0]),
             "the empty BMPString is not what Key Vault uses"
         );
+    }
+
+    #[test]
+    fn reads_an_archive_with_its_password() {
+        // password.p12: openssl with password "secret" (make.sh).
+        let archive = read_with_password(fixture!("password.p12"), Some("secret")).expect("opens");
+        assert_eq!((archive.keys.len(), archive.certs.len()), (1, 1));
+        assert_eq!(
+            read_with_password(fixture!("password.p12"), Some("wrong")),
+            Err(Pkcs12Error::WrongPassword)
+        );
+        assert!(read_with_password(fixture!("keyvault.p12"), Some("")).is_ok());
     }
 
     #[test]

@@ -67,7 +67,7 @@ const API_VERSIONS = new Set(['2016-10-01', '7.0', '7.1', '7.2', '7.3', '7.4', '
 const LATEST_API_VERSION = '2025-07-01';
 
 // ---- counters -------------------------------------------------------------------------
-const stats = { vault: {}, tokens: {}, tokenFailures: {}, scopes: {}, tokenConnections: 0 };
+const stats = { vault: {}, tokens: {}, tokenFailures: {}, scopes: {}, tokenConnections: 0, certificateAssertions: 0, imdsRequests: 0 };
 const bump = (obj, key) => { obj[key] = (obj[key] ?? 0) + 1; };
 
 // ---- the cluster's service-account issuer (signs federated tokens) --------------------
@@ -83,6 +83,44 @@ async function mint(subject, audience = FEDERATED_AUDIENCE, expiresIn = 3600) {
 
 // Federated identity credentials: client id -> { tenant, subject, issuer?, hugeTokenBody? }.
 const identities = new Map();
+// Service principals (app registrations with credentials): client id -> { tenant, secret?,
+// secretExpired?, certs: [PEM] }.
+const servicePrincipals = new Map();
+// Managed identities assigned to "the node": client id -> { system }.
+const managedIdentities = new Map();
+
+// The client-credentials grant with a secret or a certificate assertion, checked as Entra
+// ID checks it. Texts: Entra ID's error code reference (AADSTS7000215 "Invalid client secret
+// provided. Ensure the secret being sent in the request is the client secret value, not the
+// client secret ID", AADSTS7000222 "The provided client secret keys for app '...' are
+// expired", AADSTS700027 "Client assertion failed signature validation" /
+// "The certificate with identifier used to sign the client assertion is not registered on
+// application").
+async function checkServicePrincipal(body, tenant, tokenUrl) {
+  const clientId = body.client_id;
+  const sp = servicePrincipals.get(clientId);
+  if (sp.tenant !== tenant) return [700016, `AADSTS700016: Application with identifier '${clientId}' was not found in the directory '${tenant}'.`];
+  if (body.client_secret !== undefined) {
+    if (!sp.secret || body.client_secret !== sp.secret) return [7000215, `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`];
+    if (sp.secretExpired) return [7000222, `AADSTS7000222: The provided client secret keys for app '${clientId}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.`];
+    return null;
+  }
+  if (body.client_assertion_type !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') return [7000216, 'AADSTS7000216: client_assertion_type is wrong'];
+  let header;
+  try { header = jose.decodeProtectedHeader(body.client_assertion ?? ''); } catch (e) { return [50027, `AADSTS50027: JWT token is invalid or malformed (${e.message}).`]; }
+  const thumb = header['x5t#S256'];
+  const cert = (sp.certs ?? []).map((pem) => new X509Certificate(pem)).find((c) => createHash('sha256').update(c.raw).digest('base64url') === thumb);
+  if (!cert) return [700027, `AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${thumb}']`];
+  if (header.alg !== 'RS256' && header.alg !== 'PS256') return [700027, `AADSTS700027: Client assertion failed signature validation (alg ${header.alg}).`];
+  if (header.x5t !== undefined && header.x5t !== createHash('sha1').update(cert.raw).digest('base64url')) return [700027, 'AADSTS700027: Client assertion failed signature validation (x5t does not match x5t#S256).'];
+  try {
+    await jose.jwtVerify(body.client_assertion, cert.publicKey, { audience: tokenUrl, issuer: clientId, subject: clientId, algorithms: ['RS256', 'PS256'] });
+  } catch (e) {
+    return [700027, `AADSTS700027: Client assertion failed signature validation (${e.code ?? e.message}).`];
+  }
+  stats.certificateAssertions += 1;
+  return null;
+}
 
 // Streams `bytes` bytes of filler as the body; `declared` says whether Content-Length is sent.
 async function sendHuge(res, status, bytes, declared) {
@@ -146,14 +184,23 @@ const tokenServer = https.createServer(tls, (req, res) => {
     if (body.grant_type !== 'client_credentials') {
       return json(400, { error: 'unsupported_grant_type', error_description: 'AADSTS70003: grant_type must be client_credentials' });
     }
-    const verdict = await checkAssertion({ body, params: { tenant } });
-    if (verdict) {
-      bump(stats.tokenFailures, clientId);
-      return json(400, { error: 'invalid_client', error_description: verdict, error_codes: [700213], timestamp: new Date().toISOString() });
+    if (servicePrincipals.has(clientId)) {
+      const tokenUrl = `https://localhost:${tokenServer.address().port}/${m[1]}/oauth2/v2.0/token`;
+      const refused = await checkServicePrincipal(body, tenant, tokenUrl);
+      if (refused) {
+        bump(stats.tokenFailures, clientId);
+        return json(401, { error: 'invalid_client', error_description: refused[1], error_codes: [refused[0]], timestamp: new Date().toISOString() });
+      }
+    } else {
+      const verdict = await checkAssertion({ body, params: { tenant } });
+      if (verdict) {
+        bump(stats.tokenFailures, clientId);
+        return json(400, { error: 'invalid_client', error_description: verdict, error_codes: [700213], timestamp: new Date().toISOString() });
+      }
     }
     bump(stats.tokens, clientId);
     const scope = String(body.scope ?? '');
-    const id = identities.get(clientId);
+    const id = identities.get(clientId) ?? servicePrincipals.get(clientId);
     if (id.hugeTokenBody) return sendHuge(res, 200, id.hugeTokenBody.bytes, id.hugeTokenBody.declared);
     // The audience is the resource of the `/.default` scope. MSAL clients send the OpenID
     // Connect scopes beside it ("X/.default openid offline_access profile"); Entra ID takes
@@ -170,6 +217,34 @@ const tokenServer = https.createServer(tls, (req, res) => {
     json(200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: token });
   })().catch((e) => { res.writeHead(500); res.end(String(e)); }));
 });
+
+// ---- IMDS, on loopback -------------------------------------------------------------------
+// GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=R[&client_id=C] with
+// "Metadata: true"; answers as IMDS does (numbers as strings; 400 "Identity not found" for a
+// client id not assigned to the VM; 400 without the Metadata header). Tokens come from the
+// same issuer as the token endpoint, so the vaults accept them.
+const imdsServer = http.createServer((req, res) => (async () => {
+  stats.imdsRequests += 1;
+  const url = new URL(req.url, 'http://imds.invalid');
+  const send = (status, obj) => { res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }); res.end(JSON.stringify(obj)); };
+  if (url.pathname !== '/metadata/identity/oauth2/token') return send(404, { error: 'not_found' });
+  if (req.headers.metadata !== 'true') return send(400, { error: 'invalid_request', error_description: 'Required metadata header not specified' });
+  const resource = url.searchParams.get('resource');
+  if (!url.searchParams.get('api-version') || !resource) return send(400, { error: 'invalid_request', error_description: 'Required query variable \'resource\' is missing' });
+  let clientId = url.searchParams.get('client_id');
+  if (clientId && !managedIdentities.has(clientId)) return send(400, { error: 'invalid_request', error_description: 'Identity not found' });
+  if (!clientId) {
+    const system = [...managedIdentities.entries()].find(([, v]) => v.system);
+    if (!system) return send(400, { error: 'invalid_request', error_description: 'Identity not found' });
+    clientId = system[0];
+  }
+  bump(stats.tokens, clientId);
+  const token = await oauth.issuer.buildToken({ scopesOrTransform: (_h, payload) => {
+    Object.assign(payload, { aud: resource, appid: clientId, azp: clientId, tid: TENANT, iss: `https://sts.windows.net/${TENANT}/`, sub: clientId, oid: clientId });
+  }, expiresIn: 3600 });
+  const now = Math.floor(Date.now() / 1000);
+  send(200, { access_token: token, client_id: clientId, expires_in: '86399', expires_on: String(now + 86399), ext_expires_in: '86399', not_before: String(now), resource, token_type: 'Bearer' });
+})().catch((e) => { res.writeHead(500); res.end(String(e)); }));
 
 // ---- connection counts -------------------------------------------------------------------
 // Each TLS connection, counted once its handshake is done.
@@ -428,6 +503,8 @@ async function control(req, res) {
   switch (op) {
     case 'info': return send(200, { tenant: TENANT, tenantDomain: TENANT_DOMAIN });
     case 'identity': identities.set(body.client_id, { tenant: body.tenant, subject: body.subject, issuer: body.issuer, hugeTokenBody: body.hugeTokenBody }); return send(200, {});
+    case 'service-principal': servicePrincipals.set(body.client_id, { tenant: body.tenant, secret: body.secret, secretExpired: body.secretExpired, certs: body.certs ?? [] }); return send(200, {});
+    case 'managed-identity': managedIdentities.set(body.client_id, { system: Boolean(body.system) }); return send(200, {});
     case 'mint': return send(200, { token: await mint(body.subject, body.audience, body.expiresIn) });
     case 'vault-add': {
       if (vaults[body.name]) return send(409, { error: `vault ${body.name} exists` });
@@ -442,7 +519,7 @@ async function control(req, res) {
     case 'key': return send(200, { version: addKey(v, body) });
     case 'faults-clear': v.faults = []; return send(200, {});
     case 'fault': v.faults.push({ path: body.path.toLowerCase(), status: body.status, retryAfter: body.retryAfter, times: body.times ?? 1, drop: body.drop, delayMs: body.delayMs, hugeBody: body.hugeBody }); return send(200, {});
-    case 'stats': return send(200, { vaults: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.stats])), connections: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.connections])), tokenConnections: stats.tokenConnections, tokens: stats.tokens, tokenFailures: stats.tokenFailures, scopes: stats.scopes });
+    case 'stats': return send(200, { vaults: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.stats])), connections: Object.fromEntries(Object.entries(vaults).map(([n, x]) => [n, x.connections])), tokenConnections: stats.tokenConnections, certificateAssertions: stats.certificateAssertions, imdsRequests: stats.imdsRequests, tokens: stats.tokens, tokenFailures: stats.tokenFailures, scopes: stats.scopes });
     default: return send(404, { error: `unknown ${req.url}` });
   }
 }
@@ -450,6 +527,7 @@ async function control(req, res) {
 const controlServer = http.createServer((req, res) => control(req, res).catch((e) => { res.writeHead(500); res.end(JSON.stringify({ error: String(e.stack ?? e) })); }));
 await new Promise((r) => controlServer.listen(0, '127.0.0.1', r));
 await new Promise((r) => tokenServer.listen(0, '127.0.0.1', r));
+await new Promise((r) => imdsServer.listen(0, '127.0.0.1', r));
 oauth.issuer.url = `https://localhost:${tokenServer.address().port}`;
 await startVault('a', '127.0.0.1');
 await startVault('b', '127.0.0.2');
@@ -457,6 +535,7 @@ await startVault('b', '127.0.0.2');
 process.stdout.write(JSON.stringify({
   control: controlServer.address().port,
   token: tokenServer.address().port,
+  imds: imdsServer.address().port,
   vaults: { a: vaults.a.port, b: vaults.b.port },
   tenant: TENANT,
   tenantDomain: TENANT_DOMAIN,

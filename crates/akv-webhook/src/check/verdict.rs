@@ -80,6 +80,7 @@ mod tests {
         InjectSettings {
             env_image: "akv-injector:test".to_string(),
             allow_vault_hosts: HostPolicy::default(),
+            allow_managed_identity: false,
         }
     }
 

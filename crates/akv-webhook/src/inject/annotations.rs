@@ -31,6 +31,8 @@ pub struct PodConfig {
     pub containers: Option<Vec<String>>,
     /// `akv-injector.io/*` keys this version does not know (likely typos).
     pub unknown: Vec<String>,
+    /// `auth`, `client-id.<VAULT>`, `keep-credentials` (see `super::identity`).
+    pub identity: super::identity::IdentityConfig,
 }
 
 /// One `akv-injector.io/env.<NAME>` annotation.
@@ -56,6 +58,8 @@ pub enum AnnotationError {
         "annotation {key}: AKV_INJECTOR_* variables are reserved for the webhook's own settings"
     )]
     ReservedEnvName { key: String },
+    #[error("annotation {key}: {reason}")]
+    Identity { key: String, reason: String },
     #[error("annotation {CONTAINERS}: '{0}' is not a list of container names: write names separated by commas, e.g. app,worker")]
     Containers(String),
 }
@@ -99,6 +103,7 @@ impl PodConfig {
                 STATUS_ANNOTATION => {}
                 _ => match key.strip_prefix(ENV_PREFIX) {
                     Some(name) => config.env.push(parse_env(key, name, value)?),
+                    None if config.identity.read(key, value)? => {}
                     None => config.unknown.push(key.clone()),
                 },
             }

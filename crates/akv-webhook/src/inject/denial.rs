@@ -40,6 +40,12 @@ pub enum Denial {
     NoImage { container: String },
     #[error("container '{container}' has no command, and image '{image}' has neither ENTRYPOINT nor CMD: set `command` in the container spec")]
     EmptyImageArgv { container: String, image: String },
+    #[error("annotation akv-injector.io/auth: service-principal, but no injected container can have the service principal's variables: set AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH to a mounted certificate), AZURE_CLIENT_ID and AZURE_TENANT_ID in the container's env (valueFrom.secretKeyRef from your Secret), or take them with envFrom; the client and tenant ids may also come from the akv-injector.io/client-id and akv-injector.io/tenant-id annotations")]
+    NoServicePrincipalCredentials,
+    #[error("annotations akv-injector.io/client-id.<VAULT> need akv-injector.io/auth: workload-identity or managed-identity: a service principal's secret or certificate belongs to one app registration")]
+    PerVaultServicePrincipal,
+    #[error("annotation akv-injector.io/auth: managed-identity is not allowed by this webhook: every pod on a node can use the node's managed identity. Use workload identity, or ask the operator to start akv-webhook with --allow-managed-identity (AKV_WEBHOOK_ALLOW_MANAGED_IDENTITY=true)")]
+    ManagedIdentityNotAllowed,
     #[error("injecting this pod would make it larger than Kubernetes can store: the pod's review is {object_bytes} bytes and the patch would add up to {patch_bytes} bytes ({containers} injected containers, {env} akv-injector.io/env.* annotations), over etcd's limit of {max} bytes (1.5 MiB) per object. Inject fewer containers (akv-injector.io/containers) or declare fewer env.* annotations", max = super::cost::MAX_OBJECT_BYTES)]
     TooLarge {
         object_bytes: usize,

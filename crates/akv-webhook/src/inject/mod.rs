@@ -6,6 +6,7 @@ mod annotations;
 mod argv;
 mod cost;
 mod denial;
+mod identity;
 mod patch;
 mod plan;
 mod platform;
@@ -14,6 +15,7 @@ pub use annotations::{AnnotationError, PodConfig};
 pub use argv::ImageConfig;
 pub use cost::{Estimate, Warnings, MAX_OBJECT_BYTES, MAX_WARNINGS};
 pub use denial::Denial;
+pub use identity::IdentityConfig;
 pub use patch::{add_metadata, mutate, Mutation};
 pub use plan::{plan, ArgvSource, ContainerId, ContainerKind, Plan, Target};
 
@@ -63,4 +65,6 @@ pub struct InjectSettings {
     pub env_image: String,
     /// Extra vault hosts the operator allows (`--allow-vault-host`), passed down to akv-env.
     pub allow_vault_hosts: akv_core::HostPolicy,
+    /// Pods may use the node's managed identity (`--allow-managed-identity`).
+    pub allow_managed_identity: bool,
 }

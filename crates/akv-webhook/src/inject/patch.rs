@@ -43,6 +43,7 @@ pub fn mutate(
     images: &BTreeMap<String, Result<ImageConfig, LookupError>>,
 ) -> Result<Mutation, Denial> {
     let spec = pod.spec.as_ref();
+    super::identity::check_operator(&plan.config.identity, settings.allow_managed_identity)?;
     let settings_env = settings_env(plan, settings);
     let argvs = plan
         .targets
@@ -152,8 +153,11 @@ fn settings_env(plan: &Plan<'_>, settings: &InjectSettings) -> Vec<EnvVar> {
         allow_vault_hosts: settings.allow_vault_hosts.clone(),
         ..plan.config.settings.clone()
     };
+    // The identity's variables after the settings: none for a pod without its annotations.
+    let identity = plan.config.identity.settings.to_env();
     pod.to_env()
         .into_iter()
+        .chain(identity)
         .map(|(name, value)| env_var(name, value))
         .collect()
 }
@@ -334,6 +338,7 @@ mod tests {
         InjectSettings {
             env_image: "registry.example/platform/akv-injector:0.1.0".to_string(),
             allow_vault_hosts: HostPolicy::new([".example.com", "kv.internal"]).expect("valid"),
+            allow_managed_identity: false,
         }
     }
 

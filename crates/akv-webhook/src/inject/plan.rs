@@ -149,11 +149,17 @@ pub fn plan<'a>(
     }
     check_names_free(spec)?;
     let mut targets = Vec::new();
+    let mut vaults = BTreeSet::new();
     for (position, listed) in selected {
         let s = &scanned[position];
         let id = s.id.clone();
         for (place, reference) in &s.references {
-            check_vault(&format!("{id}, {place}"), reference, &config, policy)?;
+            vaults.insert(check_vault(
+                &format!("{id}, {place}"),
+                reference,
+                &config,
+                policy,
+            )?);
         }
         check_container_free(&id, s.container)?;
         targets.push(Target {
@@ -194,12 +200,21 @@ pub fn plan<'a>(
     for env in &config.env {
         let place = format!("annotation akv-injector.io/env.{}", env.name);
         for reference in env.template.references() {
-            check_vault(&place, reference, &config, policy)?;
+            vaults.insert(check_vault(&place, reference, &config, policy)?);
         }
     }
+    super::identity::check(
+        &config.identity,
+        config.settings.client_id.is_some(),
+        config.settings.tenant_id.is_some(),
+        targets.iter().map(|t| (t.id.to_string(), t.container)),
+        &vaults,
+        &mut warnings,
+    )?;
     let labels = pod.metadata.labels.as_ref();
     let identity = labels.and_then(|l| l.get(WORKLOAD_IDENTITY_LABEL));
-    if identity.map(String::as_str) != Some("true") {
+    let workload_identity = config.identity.kind() == akv_core::AuthKind::WorkloadIdentity;
+    if workload_identity && identity.map(String::as_str) != Some("true") {
         warnings.push_with(|| format!(
             "pod has no label {WORKLOAD_IDENTITY_LABEL}: \"true\", so Azure Workload Identity gives it no token and akv-env will fail at start"
         ));
@@ -319,7 +334,7 @@ fn check_vault(
     reference: &Reference,
     config: &PodConfig,
     policy: &HostPolicy,
-) -> Result<(), Denial> {
+) -> Result<VaultUrl, Denial> {
     let vault = match (reference.vault(), &config.settings.vault) {
         (Some(named), _) => VaultUrl::from_ref(named),
         (None, Some(default)) => default.clone(),
@@ -335,7 +350,8 @@ fn check_vault(
         .map_err(|source| Denial::VaultNotAllowed {
             place: place.to_string(),
             source,
-        })
+        })?;
+    Ok(vault)
 }
 
 fn check_names_free(spec: &PodSpec) -> Result<(), Denial> {

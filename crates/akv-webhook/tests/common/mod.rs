@@ -14,6 +14,7 @@ pub fn admission(images: Arc<dyn ImageConfigSource>) -> Admission {
     let settings = InjectSettings {
         env_image: "akv-injector:test".to_string(),
         allow_vault_hosts: HostPolicy::default(),
+        allow_managed_identity: false,
     };
     Admission::new(settings, images)
 }
