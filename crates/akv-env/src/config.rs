@@ -34,6 +34,10 @@ pub struct EnvConfig {
     pub ignore_missing: bool,
     pub timeout: Duration,
     pub hosts: HostPolicy,
+    /// Restart on change (`AKV_INJECTOR_REFRESH`): `None` is off, and akv-env `execve`s.
+    pub refresh: Option<Duration>,
+    /// SIGTERM-to-SIGKILL wait of a restart (`AKV_INJECTOR_GRACE`).
+    pub grace: Duration,
 }
 
 /// The identity used to read the vaults.
@@ -83,6 +87,8 @@ impl EnvConfig {
             ignore_missing: pod.ignore_missing.unwrap_or(false),
             timeout: pod.timeout.unwrap_or(DEFAULT_TIMEOUT),
             hosts: pod.allow_vault_hosts,
+            refresh: pod.refresh,
+            grace: pod.grace.unwrap_or(akv_core::refresh::DEFAULT_GRACE),
         })
     }
 

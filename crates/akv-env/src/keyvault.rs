@@ -8,6 +8,7 @@
 pub mod audience;
 pub mod azure;
 pub mod classify;
+pub mod current;
 pub mod http;
 pub mod retry;
 pub mod token_file;

@@ -38,6 +38,8 @@ pub struct AzureSource {
     vaults: BTreeMap<VaultUrl, VaultClient>,
     deadline: Instant,
     timeout: Duration,
+    /// The version of every object read, from its id (restart on change watches them).
+    seen: super::current::Seen,
 }
 
 impl AzureSource {
@@ -53,49 +55,14 @@ impl AzureSource {
         identity: &Identity,
         plan: &Plan,
         timeout: Duration,
-        http: &HttpSetup,
+        setup: &HttpSetup,
     ) -> Result<Self, crate::Error> {
         let deadline = Instant::now() + timeout;
-        let token = match token_file::read(&identity.token_file, timeout) {
-            Err(source) => {
-                return Err(ConfigError::TokenFile {
-                    path: identity.token_file.clone(),
-                    source,
-                }
-                .into())
-            }
-            Ok(t) if t.trim().is_empty() => {
-                return Err(ConfigError::EmptyTokenFile {
-                    path: identity.token_file.clone(),
-                }
-                .into())
-            }
-            Ok(t) => t,
-        };
-        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2) on
-        // reqwest; each vault on its own HTTP/2 connection; every body capped.
-        let setup = http;
-        let tls = tls_config(setup).map_err(crate::Error::Identity)?;
-        let http: Arc<dyn HttpClient> =
-            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
-        let mut cloud = CustomConfiguration::default();
-        cloud.authority_host = identity.authority_host.clone();
-        // Workload identity as WorkloadIdentityCredential does it (a client assertion from
-        // the token file), with akv-env's bounded read of that file.
-        let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
-            identity.tenant_id.clone(),
-            identity.client_id.clone(),
-            token_file::TokenFile::new(identity.token_file.clone(), &token, timeout),
-            Some(ClientAssertionCredentialOptions {
-                client_options: ClientOptions {
-                    retry: RetryOptions::none(),
-                    transport: Some(Transport::new(http.clone())),
-                    cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-                    ..Default::default()
-                },
-            }),
-        )
-        .map_err(|e| crate::Error::Identity(one_line(&error_chain(&e))))?;
+        let Clients {
+            credential,
+            http,
+            tls,
+        } = Clients::new(identity, timeout, setup)?;
         let tokens = Arc::new(SharedTokens::new(credential, deadline, timeout));
         let vaults = plan
             .objects
@@ -118,7 +85,13 @@ impl AzureSource {
             vaults,
             deadline,
             timeout,
+            seen: Default::default(),
         })
+    }
+
+    /// The object versions read so far (ids and versions only, never a value).
+    pub fn versions_seen(&self) -> Vec<super::current::Watched> {
+        self.seen.list()
     }
 
     /// One object's JSON answer, read and decoded with the SDK's model, retried inside the
@@ -148,6 +121,69 @@ impl AzureSource {
     }
 }
 
+/// What every Key Vault call of one identity shares: the workload identity credential
+/// (which caches its token until it nears expiry, and reads the token file again when
+/// Kubernetes has rotated it), the HTTP client of the token exchange, and the one TLS set-up.
+pub struct Clients {
+    pub credential: Arc<dyn TokenCredential>,
+    pub http: Arc<dyn HttpClient>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Clients {
+    /// Checks the token file and builds the credential. No network traffic yet.
+    pub fn new(
+        identity: &Identity,
+        timeout: Duration,
+        setup: &HttpSetup,
+    ) -> Result<Self, crate::Error> {
+        let token = match token_file::read(&identity.token_file, timeout) {
+            Err(source) => {
+                return Err(ConfigError::TokenFile {
+                    path: identity.token_file.clone(),
+                    source,
+                }
+                .into())
+            }
+            Ok(t) if t.trim().is_empty() => {
+                return Err(ConfigError::EmptyTokenFile {
+                    path: identity.token_file.clone(),
+                }
+                .into())
+            }
+            Ok(t) => t,
+        };
+        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2) on
+        // reqwest; each vault on its own HTTP/2 connection; every body capped.
+        let tls = tls_config(setup).map_err(crate::Error::Identity)?;
+        let http: Arc<dyn HttpClient> =
+            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
+        let mut cloud = CustomConfiguration::default();
+        cloud.authority_host = identity.authority_host.clone();
+        // Workload identity as WorkloadIdentityCredential does it (a client assertion from
+        // the token file), with akv-env's bounded read of that file.
+        let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+            identity.tenant_id.clone(),
+            identity.client_id.clone(),
+            token_file::TokenFile::new(identity.token_file.clone(), &token, timeout),
+            Some(ClientAssertionCredentialOptions {
+                client_options: ClientOptions {
+                    retry: RetryOptions::none(),
+                    transport: Some(Transport::new(http.clone())),
+                    cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+                    ..Default::default()
+                },
+            }),
+        )
+        .map_err(|e| crate::Error::Identity(one_line(&error_chain(&e))))?;
+        Ok(Clients {
+            credential,
+            http,
+            tls,
+        })
+    }
+}
+
 impl SecretSource for AzureSource {
     async fn fetch(&self, id: &ObjectId, parts: &BTreeSet<Part>) -> Result<Fetched, Cause> {
         let vault = self
@@ -157,11 +193,15 @@ impl SecretSource for AzureSource {
         let (name, version) = (id.name.as_str(), id.version.as_deref());
         match id.kind {
             ObjectKind::Secret => {
-                let (_, value) = self.secret(vault, name, version).await?;
-                Ok(Fetched::Secret { value })
+                let secret: Secret = self.read(vault, "secrets", name, version).await?;
+                self.seen.note(id, secret.id.as_deref());
+                Ok(Fetched::Secret {
+                    value: secret.value.unwrap_or_default(),
+                })
             }
             ObjectKind::Certificate => {
                 let cert: Certificate = self.read(vault, "certificates", name, version).await?;
+                self.seen.note(id, cert.id.as_deref());
                 let secret = if parts.contains(&Part::Key) || parts.contains(&Part::Chain) {
                     // The backing secret, read from the same vault (never from the host in `sid`).
                     let (sname, sversion) = backing_secret(cert.sid.as_deref(), name)?;
@@ -176,6 +216,8 @@ impl SecretSource for AzureSource {
             }
             ObjectKind::Key => {
                 let key: Key = self.read(vault, "keys", name, version).await?;
+                self.seen
+                    .note(id, key.key.as_ref().and_then(|k| k.kid.as_deref()));
                 let jwk = key
                     .key
                     .ok_or_else(|| Cause::Content("the key has no key material (key)".into()))?;

@@ -9,6 +9,7 @@ mod denial;
 mod patch;
 mod plan;
 mod platform;
+mod refresh;
 
 pub use annotations::{AnnotationError, PodConfig};
 pub use argv::ImageConfig;
