@@ -52,17 +52,41 @@ pub fn apply(
     config.settings.grace = Some(grace);
     warnings.push_with(|| {
         format!(
-            "annotation {REFRESH}: every {} akv-env asks Key Vault whether a secret, certificate or key it read at its latest version has a new one, and then restarts the container (SIGTERM, SIGKILL after {}, exit 75); pin a version (NAME/VERSION) for objects that must not restart it",
-            format_duration(interval),
-            format_duration(grace)
+            "annotation {REFRESH}: akv-env checks every {} for new versions of the objects it read at latest, and restarts the container on one (SIGTERM, SIGKILL after {}); pin NAME/VERSION where no restart is wanted",
+            short(interval),
+            short(grace)
         )
     });
     Ok(())
 }
 
+/// `10m`, `1h`, `90s`: the largest whole unit (intervals and grace periods are whole seconds).
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format_duration(d),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_durations() {
+        for (secs, want) in [
+            (600, "10m"),
+            (3600, "1h"),
+            (28, "28s"),
+            (90, "90s"),
+            (86_400, "24h"),
+        ] {
+            assert_eq!(short(Duration::from_secs(secs)), want);
+        }
+    }
 
     #[test]
     fn interval_denials_name_the_annotation() {
