@@ -232,6 +232,8 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[(ENV_TIMEOUT, "soon")], "AKV_INJECTOR_TIMEOUT=\"soon\": 'soon' is not a duration"),
             (&[(ENV_TENANT_ID, "contoso")], "AKV_INJECTOR_TENANT_ID=\"contoso\": 'contoso' is not a tenant"),
+            (&[(ENV_REFRESH, "0s")], "AKV_INJECTOR_REFRESH=\"0s\": '0s' is out of range: write a duration between 1s and 24h"),
+            (&[(ENV_GRACE, "2d")], "AKV_INJECTOR_GRACE=\"2d\": '2d' is not a duration"),
             (&[(ENV_CLIENT_ID, "me")], "AKV_INJECTOR_CLIENT_ID=\"me\": 'me' is not a GUID"),
             (&[(ENV_VAULT, "http://kv.vault.azure.net")], "AKV_INJECTOR_VAULT=\"http://kv.vault.azure.net\": 'http://kv.vault.azure.net' uses http"),
             (

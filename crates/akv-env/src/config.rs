@@ -132,6 +132,22 @@ mod tests {
     }
 
     #[test]
+    fn refresh_is_off_unless_asked_for() {
+        let off = EnvConfig::from_env(&env(&[])).expect("valid");
+        assert_eq!(off.refresh, None);
+        assert_eq!(off.grace, Duration::from_secs(28));
+        let on = EnvConfig::from_env(&env(&[
+            ("AKV_INJECTOR_REFRESH", "2s"),
+            ("AKV_INJECTOR_GRACE", "5s"),
+        ]))
+        .expect("valid");
+        assert_eq!(on.refresh, Some(Duration::from_secs(2)));
+        assert_eq!(on.grace, Duration::from_secs(5));
+        let err = EnvConfig::from_env(&env(&[("AKV_INJECTOR_REFRESH", "25h")])).unwrap_err();
+        assert!(err.to_string().contains("AKV_INJECTOR_REFRESH"), "{err}");
+    }
+
+    #[test]
     fn pod_settings_win_over_azure_variables() {
         let cfg = EnvConfig::from_env(&env(&[
             ("AZURE_CLIENT_ID", C1),

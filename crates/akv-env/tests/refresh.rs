@@ -302,14 +302,15 @@ fn signals_reach_the_application_and_its_status_is_akv_envs() {
     assert_eq!(status.signal(), None, "akv-env itself exits, not killed");
 }
 
-/// The orphan check: the app starts a grandchild and leaves it behind; once the
-/// grandchild ends, its /proc entry must be gone (reaped), not a zombie. Prints the
-/// grandchild's parent and its state afterwards.
+/// The orphan check: the app starts a grandchild (1 s) and leaves it behind; its parent
+/// must then be akv-env, and within 15 s its /proc entry must be gone (reaped by akv-env),
+/// not a zombie. Prints the grandchild's parent and its state afterwards.
 const ORPHAN: &str = r#"
-( sleep 0.3 & echo $! > "$APP_DIR/orphan" )
+( sleep 1 & echo $! > "$APP_DIR/orphan" )
 o=$(cat "$APP_DIR/orphan")
 ppid=$(cut -d' ' -f4 /proc/$o/stat)
-sleep 1.5
+i=0
+while [ -e /proc/$o ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done
 state=$(cut -d' ' -f3 /proc/$o/stat 2>/dev/null)
 echo "akv-env=$PPID orphan-parent=$ppid after=${state:-reaped}" > "$APP_DIR/result"
 "#;
@@ -376,4 +377,34 @@ fn as_pid_1_it_forwards_and_reaps() {
     );
     let result = read(&dir, "result").expect("result");
     assert_eq!(result.trim(), "akv-env=1 orphan-parent=1 after=reaped");
+}
+
+#[test]
+fn a_failed_start_in_refresh_mode_fails_as_without_refresh() {
+    let tb = testbed();
+    let pod = Pod::new(tb); // no grant: 403
+    let name = unique("forbidden");
+    tb.secret("a", &name, "MARKER-never-read");
+    let dir = pod.dir.join("failed-start");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let reference = format!("akv:{name}");
+    let out = pod
+        .command(
+            tb,
+            &[
+                ("AKV_INJECTOR_REFRESH", INTERVAL),
+                ("VALUE", &reference),
+                ("APP_DIR", dir.to_str().expect("utf-8")),
+            ],
+            &["/bin/sh", "-c", APP],
+        )
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(
+        read(&dir, "ready").is_none(),
+        "the application never started"
+    );
 }

@@ -42,6 +42,13 @@ pub fn run(argv: Vec<OsString>, cfg: &EnvConfig, interval: Duration) -> Error {
         Ok(m) => m,
         Err(e) => return failed("block signals", e),
     };
+    // Before the fork, so that no orphan of the application can miss it (the flag is not
+    // inherited by the child).
+    if std::process::id() != 1 {
+        if let Err(e) = process::become_subreaper() {
+            eprintln!("akv-env: warning: cannot become a child subreaper ({e}): orphans of the application are not reaped by akv-env");
+        }
+    }
     let (read, write) = match process::report_pipe() {
         Ok(p) => p,
         Err(e) => return failed("create a pipe", e),
@@ -82,11 +89,6 @@ fn parent(
     cfg: &EnvConfig,
     interval: Duration,
 ) -> i32 {
-    if std::process::id() != 1 {
-        if let Err(e) = process::become_subreaper() {
-            eprintln!("akv-env: warning: cannot become a child subreaper ({e}): orphans of the application are not reaped by akv-env");
-        }
-    }
     let signals = match process::signal_fd() {
         Ok(fd) => fd,
         Err(e) => {
