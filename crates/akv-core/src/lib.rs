@@ -8,6 +8,7 @@ pub mod error_chain;
 pub mod identity;
 pub mod pod_settings;
 pub mod reference;
+pub mod refresh;
 pub mod roles;
 pub mod settings;
 pub mod template;

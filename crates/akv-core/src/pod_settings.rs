@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::refresh::{self, ENV_GRACE, ENV_REFRESH};
 use crate::settings::{
     self, SettingError, ENV_ALLOW_VAULT_HOSTS, ENV_CLIENT_ID, ENV_IGNORE_MISSING, ENV_TENANT_ID,
     ENV_TIMEOUT, ENV_VAULT,
@@ -33,6 +34,10 @@ pub struct PodSettings {
     pub timeout: Option<Duration>,
     /// Extra vault hosts the operator allowed (`akv-webhook --allow-vault-host`).
     pub allow_vault_hosts: HostPolicy,
+    /// Restart on change: how often akv-env checks for new versions (`akv-injector.io/refresh`).
+    pub refresh: Option<Duration>,
+    /// Restart on change: the SIGTERM-to-SIGKILL wait (from `terminationGracePeriodSeconds`).
+    pub grace: Option<Duration>,
 }
 
 /// A variable that does not hold a setting `akv-env` accepts, named with its value.
@@ -56,13 +61,15 @@ pub enum PodSettingsError {
 
 impl PodSettings {
     /// Every variable of the codec.
-    pub const VARS: [&'static str; 6] = [
+    pub const VARS: [&'static str; 8] = [
         ENV_VAULT,
         ENV_CLIENT_ID,
         ENV_TENANT_ID,
         ENV_IGNORE_MISSING,
         ENV_TIMEOUT,
         ENV_ALLOW_VAULT_HOSTS,
+        ENV_REFRESH,
+        ENV_GRACE,
     ];
 
     /// The `AKV_INJECTOR_*` variables, in a fixed order. Settings that are not set are
@@ -77,6 +84,8 @@ impl PodSettings {
                 self.ignore_missing.map(|b| b.to_string()),
             ),
             (ENV_TIMEOUT, self.timeout.map(settings::format_duration)),
+            (ENV_REFRESH, self.refresh.map(settings::format_duration)),
+            (ENV_GRACE, self.grace.map(settings::format_duration)),
         ];
         let mut env: Vec<(&'static str, String)> = optional
             .into_iter()
@@ -162,6 +171,8 @@ impl PodSettings {
             )?,
             timeout: parse(ENV_TIMEOUT, one(ENV_TIMEOUT), settings::parse_timeout)?,
             allow_vault_hosts,
+            refresh: parse(ENV_REFRESH, one(ENV_REFRESH), refresh::parse_refresh_env)?,
+            grace: parse(ENV_GRACE, one(ENV_GRACE), refresh::parse_grace)?,
         })
     }
 }
@@ -196,6 +207,8 @@ mod tests {
             timeout: Some(Duration::from_secs(90)),
             allow_vault_hosts: HostPolicy::from_list("kv.internal.example,.example.com")
                 .expect("valid"),
+            refresh: Some(Duration::from_secs(600)),
+            grace: Some(Duration::from_secs(28)),
         };
         let names: Vec<&str> = settings.to_env().iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -206,6 +219,8 @@ mod tests {
                 ENV_TENANT_ID,
                 ENV_IGNORE_MISSING,
                 ENV_TIMEOUT,
+                ENV_REFRESH,
+                ENV_GRACE,
                 ENV_ALLOW_VAULT_HOSTS
             ]
         );
@@ -217,6 +232,8 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[(ENV_TIMEOUT, "soon")], "AKV_INJECTOR_TIMEOUT=\"soon\": 'soon' is not a duration"),
             (&[(ENV_TENANT_ID, "contoso")], "AKV_INJECTOR_TENANT_ID=\"contoso\": 'contoso' is not a tenant"),
+            (&[(ENV_REFRESH, "0s")], "AKV_INJECTOR_REFRESH=\"0s\": '0s' is out of range: write a duration between 1s and 24h"),
+            (&[(ENV_GRACE, "2d")], "AKV_INJECTOR_GRACE=\"2d\": '2d' is not a duration"),
             (&[(ENV_CLIENT_ID, "me")], "AKV_INJECTOR_CLIENT_ID=\"me\": 'me' is not a GUID"),
             (&[(ENV_VAULT, "http://kv.vault.azure.net")], "AKV_INJECTOR_VAULT=\"http://kv.vault.azure.net\": 'http://kv.vault.azure.net' uses http"),
             (
@@ -269,6 +286,8 @@ mod tests {
                 ignore_missing: ignore,
                 timeout: timeout_ms.map(Duration::from_millis),
                 allow_vault_hosts: HostPolicy::new(&hosts).expect("generated hosts"),
+                refresh: None,
+                grace: None,
             };
             prop_assert_eq!(round_trip(&settings), settings);
         }

@@ -35,6 +35,12 @@ pub enum SettingError {
     BadDuration(String),
     #[error("'{0}' is out of range: the timeout must be between 1s and 1h")]
     DurationOutOfRange(String),
+    #[error("'{value}' is out of range: write a duration between {min} and {max}")]
+    OutOfRange {
+        value: String,
+        min: &'static str,
+        max: &'static str,
+    },
     #[error("'{0}' is not a boolean: write \"true\" or \"false\"")]
     BadBool(String),
     #[error("'{0}' is not a GUID such as 00000000-0000-0000-0000-000000000000")]

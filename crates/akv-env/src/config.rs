@@ -36,6 +36,10 @@ pub struct EnvConfig {
     pub hosts: HostPolicy,
     /// Which identity (`akv-injector.io/auth`, per-vault client ids, keep-credentials).
     pub auth: IdentitySettings,
+    /// Restart on change (`AKV_INJECTOR_REFRESH`): `None` is off, and akv-env `execve`s.
+    pub refresh: Option<Duration>,
+    /// SIGTERM-to-SIGKILL wait of a restart (`AKV_INJECTOR_GRACE`).
+    pub grace: Duration,
 }
 
 /// The identity used to read the vaults.
@@ -88,6 +92,8 @@ impl EnvConfig {
             timeout: pod.timeout.unwrap_or(DEFAULT_TIMEOUT),
             hosts: pod.allow_vault_hosts,
             auth,
+            refresh: pod.refresh,
+            grace: pod.grace.unwrap_or(akv_core::refresh::DEFAULT_GRACE),
         })
     }
 
@@ -128,6 +134,22 @@ mod tests {
             cfg.identity().unwrap_err().to_string().split(':').next(),
             Some("no workload identity client id")
         );
+    }
+
+    #[test]
+    fn refresh_is_off_unless_asked_for() {
+        let off = EnvConfig::from_env(&env(&[])).expect("valid");
+        assert_eq!(off.refresh, None);
+        assert_eq!(off.grace, Duration::from_secs(28));
+        let on = EnvConfig::from_env(&env(&[
+            ("AKV_INJECTOR_REFRESH", "2s"),
+            ("AKV_INJECTOR_GRACE", "5s"),
+        ]))
+        .expect("valid");
+        assert_eq!(on.refresh, Some(Duration::from_secs(2)));
+        assert_eq!(on.grace, Duration::from_secs(5));
+        let err = EnvConfig::from_env(&env(&[("AKV_INJECTOR_REFRESH", "25h")])).unwrap_err();
+        assert!(err.to_string().contains("AKV_INJECTOR_REFRESH"), "{err}");
     }
 
     #[test]

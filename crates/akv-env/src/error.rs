@@ -310,6 +310,8 @@ pub enum Error {
     Usage(String),
     #[error("install: {0}")]
     Install(String),
+    #[error("restart on change (AKV_INJECTOR_REFRESH): {0}")]
+    Supervise(String),
 }
 
 fn program_label(program: &Option<String>) -> String {

@@ -65,6 +65,20 @@ impl Identities {
 
     /// From akv-env's settings and its environment. `imds_endpoint` is where a managed
     /// identity asks (see `keyvault::imds::endpoint`).
+    /// The identities of this process: [`Identities::from_config`] with the IMDS endpoint
+    /// akv-env uses ([`crate::keyvault::imds::endpoint`]).
+    pub fn of_process(
+        cfg: &EnvConfig,
+        env: &[(OsString, OsString)],
+    ) -> Result<Identities, ConfigError> {
+        let imds = crate::keyvault::imds::endpoint(|name| {
+            lookup(env, name)
+                .and_then(|v| v.to_str())
+                .map(str::to_string)
+        });
+        Identities::from_config(cfg, env, imds)
+    }
+
     pub fn from_config(
         cfg: &EnvConfig,
         env: &[(OsString, OsString)],

@@ -10,6 +10,7 @@ pub mod azure;
 pub mod certificate;
 pub mod classify;
 pub mod credentials;
+pub mod current;
 pub mod http;
 pub mod imds;
 pub mod proxy;

@@ -1,6 +1,8 @@
 //! akv-env: resolves Azure Key Vault references in its environment and arguments with the
 //! pod's workload identity, then `execve`s the application (same PID, nothing left behind).
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: restart on change forks, and that one call is allowed where it is
+// made (supervise/process.rs, with why it is sound).
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod envexec;
@@ -12,6 +14,7 @@ pub mod keyvault;
 pub mod parts;
 pub mod plan;
 pub mod resolve;
+pub mod supervise;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,7 +41,9 @@ picks a user-assigned identity.
 Settings (set by akv-webhook): AKV_INJECTOR_VAULT, AKV_INJECTOR_CLIENT_ID,
 AKV_INJECTOR_TENANT_ID, AKV_INJECTOR_IGNORE_MISSING, AKV_INJECTOR_TIMEOUT,
 AKV_INJECTOR_ALLOW_VAULT_HOSTS, AKV_INJECTOR_AUTH, AKV_INJECTOR_VAULT_CLIENT_IDS,
-AKV_INJECTOR_KEEP_CREDENTIALS.
+AKV_INJECTOR_KEEP_CREDENTIALS, AKV_INJECTOR_REFRESH (restart on change: stay as the
+application's parent and check every interval, 1s-24h, for new versions),
+AKV_INJECTOR_GRACE (SIGTERM-to-SIGKILL wait of such a restart).
 ";
 
 /// What the command line asks for.
@@ -84,6 +89,16 @@ impl Cli {
 
 /// `akv-env -- CMD...`: resolve, then exec. Returns only on failure.
 pub fn run(argv: Vec<OsString>) -> Error {
+    // Restart on change only when asked for; then akv-env forks before reading any value.
+    // A setting that does not parse is reported by `prepare` below.
+    let env: config::Env = std::env::vars_os().collect();
+    let refresh = config::EnvConfig::from_env(&env)
+        .ok()
+        .and_then(|cfg| cfg.refresh.map(|interval| (cfg, interval)));
+    drop(env);
+    if let Some((cfg, interval)) = refresh {
+        return supervise::run(argv, &cfg, interval);
+    }
     match prepare(argv) {
         Ok(app) => app.exec(),
         Err(e) => e,
@@ -92,28 +107,34 @@ pub fn run(argv: Vec<OsString>) -> Error {
 
 /// Everything up to the exec: the application's argv and environment.
 pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
+    prepare_watched(argv).map(|(app, _)| app)
+}
+
+/// [`prepare`], plus the id and version of every object read at "latest" (what restart on
+/// change watches; no value).
+pub fn prepare_watched(
+    argv: Vec<OsString>,
+) -> Result<(envexec::App, Vec<keyvault::current::Watched>), Error> {
     let env: config::Env = std::env::vars_os().collect();
     let cfg = config::EnvConfig::from_env(&env)?;
     let default_vault = cfg.default_vault.as_ref();
     let plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let mut watched = Vec::new();
     let resolved = if plan.is_empty() {
         resolve::Resolved::default()
     } else {
-        let imds = keyvault::imds::endpoint(|name| {
-            config::lookup(&env, name)
-                .and_then(|v| v.to_str())
-                .map(str::to_string)
-        });
-        let identities = identities::Identities::from_config(&cfg, &env, imds)?;
+        let identities = identities::Identities::of_process(&cfg, &env)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
         let resolved = runtime.block_on(async {
             let source = keyvault::AzureSource::for_identities(&identities, &plan, cfg.timeout)?;
-            resolve::resolve(&plan, &source, cfg.ignore_missing, &identities)
+            let resolved = resolve::resolve(&plan, &source, cfg.ignore_missing, &identities)
                 .await
-                .map_err(Error::Fetch)
+                .map_err(Error::Fetch);
+            watched = source.versions_seen();
+            resolved
         });
         runtime.shutdown_background();
         resolved?
@@ -125,7 +146,7 @@ pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     // A service principal's variables go the way of AKV_INJECTOR_* unless the pod keeps them.
     let remove = cfg.auth.credential_vars_to_remove();
     app.env.retain(|(k, _)| !remove.iter().any(|r| k == r));
-    Ok(app)
+    Ok((app, watched))
 }
 
 #[cfg(test)]

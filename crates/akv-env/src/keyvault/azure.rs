@@ -35,6 +35,8 @@ pub struct AzureSource {
     vaults: BTreeMap<VaultUrl, VaultClient>,
     deadline: Instant,
     timeout: Duration,
+    /// The version of every object read, from its id (restart on change watches them).
+    seen: super::current::Seen,
 }
 
 impl AzureSource {
@@ -50,9 +52,9 @@ impl AzureSource {
         identity: &Identity,
         plan: &Plan,
         timeout: Duration,
-        http: &HttpSetup,
+        setup: &HttpSetup,
     ) -> Result<Self, crate::Error> {
-        Self::with_identities(&Identities::workload(identity), plan, timeout, http)
+        Self::with_identities(&Identities::workload(identity), plan, timeout, setup)
     }
 
     /// Reads objects with the pod's identities (any kind, per-vault client ids).
@@ -72,17 +74,8 @@ impl AzureSource {
         http: &HttpSetup,
     ) -> Result<Self, crate::Error> {
         let deadline = Instant::now() + timeout;
-        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2) on
-        // reqwest; each vault on its own HTTP/2 connection; every body capped.
+        let mut clients = Clients::new(identities, deadline, timeout, http)?;
         let setup = http;
-        let tls = tls_config(setup).map_err(crate::Error::Identity)?;
-        let http: Arc<dyn HttpClient> =
-            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
-        // One credential per distinct client id (see `credentials`), checked and read
-        // (token file, certificate) before any network traffic.
-        let mut credentials = CredentialSet::new(identities, http.clone(), deadline, timeout)?;
-        // The container's HTTPS_PROXY/NO_PROXY, as the reqwest client reads them.
-        let proxies = proxy::from_env();
         let vaults = plan
             .objects
             .keys()
@@ -93,10 +86,8 @@ impl AzureSource {
                 let parsed = Url::parse(&url.url()).map_err(|e| {
                     crate::Error::Identity(format!("cannot use the vault URL {url}: {e}"))
                 })?;
-                let proxied = proxy::is_proxied(&proxies, &parsed);
-                let connection =
-                    VaultHttp::new(&parsed, setup, tls.clone(), http.clone(), MAX_BODY, proxied);
-                let tokens = credentials.tokens_for(&url)?;
+                let connection = clients.connection(&parsed, setup);
+                let tokens = clients.credentials.tokens_for(&url)?;
                 let client = VaultClient::new(url.clone(), connection, tokens, deadline, timeout);
                 Ok((url, client))
             })
@@ -105,7 +96,13 @@ impl AzureSource {
             vaults,
             deadline,
             timeout,
+            seen: Default::default(),
         })
+    }
+
+    /// The object versions read so far (ids and versions only, never a value).
+    pub fn versions_seen(&self) -> Vec<super::current::Watched> {
+        self.seen.list()
     }
 
     /// One object's JSON answer, read and decoded with the SDK's model, retried inside the
@@ -135,6 +132,58 @@ impl AzureSource {
     }
 }
 
+/// What every Key Vault call of the pod's identities shares: one credential per distinct
+/// client id ([`CredentialSet`]: each keeps its token until that nears expiry, and the
+/// workload identity one reads the token file again when Kubernetes has rotated it), the
+/// HTTP client of the token exchange, the one TLS set-up, and the environment's proxies.
+pub struct Clients {
+    pub credentials: CredentialSet,
+    pub http: Arc<dyn HttpClient>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub proxies: proxy::Matcher,
+}
+
+impl Clients {
+    /// Reads the proof (token file, certificate) and sets up TLS and HTTP. No network
+    /// traffic yet.
+    pub fn new(
+        identities: &Identities,
+        deadline: Instant,
+        timeout: Duration,
+        setup: &HttpSetup,
+    ) -> Result<Self, crate::Error> {
+        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2, or
+        // that a proxy covers) on reqwest; each other vault on its own HTTP/2 connection;
+        // every body capped.
+        let tls = tls_config(setup).map_err(crate::Error::Identity)?;
+        let http: Arc<dyn HttpClient> =
+            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
+        // One credential per distinct client id (see `credentials`), checked and read
+        // (token file, certificate) before any network traffic.
+        let credentials = CredentialSet::new(identities, http.clone(), deadline, timeout)?;
+        Ok(Clients {
+            credentials,
+            http,
+            tls,
+            // The container's HTTPS_PROXY/NO_PROXY, as the reqwest client reads them.
+            proxies: proxy::from_env(),
+        })
+    }
+
+    /// The connection to `vault` (not opened yet).
+    pub fn connection(&self, vault: &Url, setup: &HttpSetup) -> VaultHttp {
+        let proxied = proxy::is_proxied(&self.proxies, vault);
+        VaultHttp::new(
+            vault,
+            setup,
+            self.tls.clone(),
+            self.http.clone(),
+            MAX_BODY,
+            proxied,
+        )
+    }
+}
+
 impl SecretSource for AzureSource {
     async fn fetch(&self, id: &ObjectId, parts: &BTreeSet<Part>) -> Result<Fetched, Cause> {
         let vault = self
@@ -144,11 +193,15 @@ impl SecretSource for AzureSource {
         let (name, version) = (id.name.as_str(), id.version.as_deref());
         match id.kind {
             ObjectKind::Secret => {
-                let (_, value) = self.secret(vault, name, version).await?;
-                Ok(Fetched::Secret { value })
+                let secret: Secret = self.read(vault, "secrets", name, version).await?;
+                self.seen.note(id, secret.id.as_deref());
+                Ok(Fetched::Secret {
+                    value: secret.value.unwrap_or_default(),
+                })
             }
             ObjectKind::Certificate => {
                 let cert: Certificate = self.read(vault, "certificates", name, version).await?;
+                self.seen.note(id, cert.id.as_deref());
                 let secret = if parts.contains(&Part::Key) || parts.contains(&Part::Chain) {
                     // The backing secret, read from the same vault (never from the host in `sid`).
                     let (sname, sversion) = backing_secret(cert.sid.as_deref(), name)?;
@@ -163,6 +216,8 @@ impl SecretSource for AzureSource {
             }
             ObjectKind::Key => {
                 let key: Key = self.read(vault, "keys", name, version).await?;
+                self.seen
+                    .note(id, key.key.as_ref().and_then(|k| k.kid.as_deref()));
                 let jwk = key
                     .key
                     .ok_or_else(|| Cause::Content("the key has no key material (key)".into()))?;

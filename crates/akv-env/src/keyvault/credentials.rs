@@ -37,6 +37,10 @@ pub struct CredentialSet {
     certificate: Option<Arc<Certificate>>,
     deadline: Instant,
     timeout: Duration,
+    /// The credential of each client id: it lives as long as this set and keeps its own
+    /// token until that nears expiry (restart on change asks again every interval).
+    credentials: BTreeMap<Option<String>, Arc<dyn TokenCredential>>,
+    /// One token per audience for this round (a start, or one check of restart on change).
     by_client: BTreeMap<Option<String>, Arc<SharedTokens>>,
 }
 
@@ -83,6 +87,7 @@ impl CredentialSet {
             certificate,
             deadline,
             timeout,
+            credentials: BTreeMap::new(),
             by_client: BTreeMap::new(),
         })
     }
@@ -93,19 +98,34 @@ impl CredentialSet {
         if let Some(tokens) = self.by_client.get(&client_id) {
             return Ok(tokens.clone());
         }
-        let credential = self.credential(client_id.as_deref())?;
+        let credential = match self.credentials.get(&client_id) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.credential(client_id.as_deref())?;
+                self.credentials.insert(client_id.clone(), c.clone());
+                c
+            }
+        };
         let tokens = Arc::new(SharedTokens::new(credential, self.deadline, self.timeout));
         self.by_client.insert(client_id, tokens.clone());
         Ok(tokens)
     }
 
+    /// A new round inside a new budget (one check of restart on change): the credentials
+    /// stay, with the tokens they keep until near expiry; the per-round tokens go.
+    pub fn new_round(&mut self, deadline: Instant, timeout: Duration) {
+        self.deadline = deadline;
+        self.timeout = timeout;
+        self.by_client.clear();
+    }
+
     /// How many distinct credentials were made (one per client id).
     pub fn len(&self) -> usize {
-        self.by_client.len()
+        self.credentials.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_client.is_empty()
+        self.credentials.is_empty()
     }
 
     fn client_options(&self) -> ClientOptions {

@@ -100,6 +100,9 @@ impl PodConfig {
                 TIMEOUT => {
                     config.settings.timeout = Some(settings::parse_timeout(value).map_err(setting)?)
                 }
+                super::refresh::REFRESH => {
+                    config.settings.refresh = Some(super::refresh::parse(value)?)
+                }
                 STATUS_ANNOTATION => {}
                 _ => match key.strip_prefix(ENV_PREFIX) {
                     Some(name) => config.env.push(parse_env(key, name, value)?),

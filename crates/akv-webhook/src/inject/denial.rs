@@ -24,6 +24,10 @@ pub enum Denial {
     DefaultVaultNotAllowed(VaultError),
     #[error("this pod runs on Windows ({0}), and akv-injector supports only Linux containers so far: its in-pod binary is a static Linux program. Keep Key Vault references out of Windows pods, or opt the pod out with the label akv-injector.io/inject: \"false\"")]
     Windows(&'static str),
+    #[error("annotation akv-injector.io/refresh: the pod has restartPolicy: Never, so a container that akv-env stops after a rotation would never start again with the new values. Use refresh only in pods that are restarted (Deployments, StatefulSets, DaemonSets; restartPolicy Always or OnFailure), or remove the annotation")]
+    RefreshNeverRestarts,
+    #[error("annotation akv-injector.io/refresh: init container '{container}' is injected, and refresh applies only to app containers (an init container runs to completion once). Leave it out of akv-injector.io/containers or remove the annotation")]
+    RefreshInitContainer { container: String },
     #[error("annotation akv-injector.io/containers names '{name}', which is not a container of this pod (it has: {available})")]
     UnknownContainer { name: String, available: String },
     #[error("container '{container}' sets {var} itself; AKV_INJECTOR_* variables are set by the webhook from the pod's akv-injector.io/* annotations: remove it and use the annotations")]

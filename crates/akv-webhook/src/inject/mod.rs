@@ -10,6 +10,7 @@ mod identity;
 mod patch;
 mod plan;
 mod platform;
+mod refresh;
 
 pub use annotations::{AnnotationError, PodConfig};
 pub use argv::ImageConfig;

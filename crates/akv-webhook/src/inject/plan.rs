@@ -99,7 +99,7 @@ pub fn plan<'a>(
 ) -> Result<Option<Plan<'a>>, Denial> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    let config = PodConfig::parse(annotations)?;
+    let mut config = PodConfig::parse(annotations)?;
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(None);
     };
@@ -169,6 +169,7 @@ pub fn plan<'a>(
             id,
         });
     }
+    super::refresh::apply(&mut config, spec, &targets, &mut warnings)?;
     // Before any per-container, per-annotation work: what the patch would add must fit.
     cost::check(&cost::estimate_before_lookups(
         object_bytes,
