@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod error_chain;
+pub mod files;
 pub mod identity;
+pub mod json_path;
 pub mod pod_settings;
 pub mod reference;
 pub mod roles;
@@ -15,6 +17,6 @@ pub mod vault;
 pub use error_chain::error_chain;
 pub use identity::{AzureVars, VarError, WorkloadIdentity};
 pub use pod_settings::{PodSettings, PodSettingsError};
-pub use reference::{ObjectKind, Part, Reference, ReferenceError, VaultRef};
+pub use reference::{JsonPath, ObjectKind, Part, Reference, ReferenceError, VaultRef};
 pub use template::{Segment, Template};
 pub use vault::{HostPolicy, VaultError, VaultUrl};

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod envexec;
 pub mod error;
+pub mod files;
 pub mod install;
 pub mod keyvault;
 pub mod parts;
@@ -87,7 +88,11 @@ pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     let env: config::Env = std::env::vars_os().collect();
     let cfg = config::EnvConfig::from_env(&env)?;
     let default_vault = cfg.default_vault.as_ref();
-    let plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let mut plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let files = files::FilePlan::from_env(&env)?;
+    if let Some(files) = &files {
+        files.add_to(&mut plan, default_vault, &cfg.hosts)?;
+    }
     let resolved = if plan.is_empty() {
         resolve::Resolved::default()
     } else {
@@ -108,7 +113,11 @@ pub fn prepare(argv: Vec<OsString>) -> Result<envexec::App, Error> {
     for warning in &resolved.warnings {
         eprintln!("akv-env: warning: {warning}");
     }
-    envexec::App::build(&env, &argv, &plan, &resolved.values, default_vault)
+    let app = envexec::App::build(&env, &argv, &plan, &resolved.values, default_vault)?;
+    if let Some(files) = &files {
+        files.write(&resolved.values, default_vault)?;
+    }
+    Ok(app)
 }
 
 #[cfg(test)]
