@@ -204,11 +204,7 @@ impl FetchError {
         let what = match self.kind {
             ObjectKind::Secret => "secrets",
             ObjectKind::Certificate => {
-                if self
-                    .parts
-                    .iter()
-                    .any(|p| matches!(p, Part::Key | Part::Chain))
-                {
+                if self.parts.iter().any(Part::needs_certificate_secret) {
                     "certificates and secrets (the private key and chain live in the certificate's secret)"
                 } else {
                     "certificates"
