@@ -16,6 +16,10 @@ const TENANT_ID: &str = "akv-injector.io/tenant-id";
 const IGNORE_MISSING: &str = "akv-injector.io/ignore-missing";
 const TIMEOUT: &str = "akv-injector.io/timeout";
 const ENV_PREFIX: &str = "akv-injector.io/env.";
+/// `akv-injector.io/file.<FILENAME>` (see `files.rs`).
+pub const FILE_PREFIX: &str = "akv-injector.io/file.";
+/// `akv-injector.io/files-path`.
+pub const FILES_PATH: &str = "akv-injector.io/files-path";
 
 /// What the pod's annotations ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub struct PodConfig {
     pub containers: Option<Vec<String>>,
     /// `akv-injector.io/*` keys this version does not know (likely typos).
     pub unknown: Vec<String>,
+    /// `file.<FILENAME>` annotations and `files-path` (see `files.rs`).
+    pub files: super::files::FilesConfig,
 }
 
 /// One `akv-injector.io/env.<NAME>` annotation.
@@ -56,6 +62,11 @@ pub enum AnnotationError {
         "annotation {key}: AKV_INJECTOR_* variables are reserved for the webhook's own settings"
     )]
     ReservedEnvName { key: String },
+    #[error("annotation {key}: {reason}")]
+    File {
+        key: String,
+        reason: akv_core::files::FileError,
+    },
     #[error("annotation {CONTAINERS}: '{0}' is not a list of container names: write names separated by commas, e.g. app,worker")]
     Containers(String),
 }
@@ -97,18 +108,20 @@ impl PodConfig {
                     config.settings.timeout = Some(settings::parse_timeout(value).map_err(setting)?)
                 }
                 STATUS_ANNOTATION => {}
-                _ => match key.strip_prefix(ENV_PREFIX) {
-                    Some(name) => config.env.push(parse_env(key, name, value)?),
-                    None => config.unknown.push(key.clone()),
+                FILES_PATH => config.files.set_path(key, value)?,
+                _ => match (key.strip_prefix(ENV_PREFIX), key.strip_prefix(FILE_PREFIX)) {
+                    (Some(name), _) => config.env.push(parse_env(key, name, value)?),
+                    (_, Some(name)) => config.files.add(key, name, value)?,
+                    _ => config.unknown.push(key.clone()),
                 },
             }
         }
         Ok(config)
     }
 
-    /// Whether the pod declares env vars through annotations.
+    /// Whether the pod declares env vars or files through annotations.
     pub fn has_env(&self) -> bool {
-        !self.env.is_empty()
+        !self.env.is_empty() || !self.files.is_empty()
     }
 }
 
