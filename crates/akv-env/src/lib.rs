@@ -27,11 +27,13 @@ Usage:
   akv-env --version | --help
 
 References: akv:NAME[/VERSION][#PART], akv://VAULT/NAME[/VERSION][#PART], or ${akv:...}
-inside a longer value; PART is value (default), cert, key, chain or pubkey.
+inside a longer value; PART is value (default), cert, key, chain, pubkey, pfx, base64
+or json:FIELD[.FIELD...].
 Identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST.
 Settings (set by akv-webhook): AKV_INJECTOR_VAULT, AKV_INJECTOR_CLIENT_ID,
 AKV_INJECTOR_TENANT_ID, AKV_INJECTOR_IGNORE_MISSING, AKV_INJECTOR_TIMEOUT,
-AKV_INJECTOR_ALLOW_VAULT_HOSTS.
+AKV_INJECTOR_ALLOW_VAULT_HOSTS, AKV_INJECTOR_FILES_PATH and AKV_INJECTOR_FILE_<FILENAME>
+(files written, mode 0400, before CMD starts).
 ";
 
 /// What the command line asks for.
