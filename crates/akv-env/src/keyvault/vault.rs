@@ -207,6 +207,61 @@ pub fn scope_in_challenge(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+    use azure_core::http::AsyncRawResponse;
+
+    use crate::keyvault::http::{tls_config, HttpSetup};
+
+    /// Never called: the test below only measures futures.
+    #[derive(Debug)]
+    struct Unused;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Unused {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            Err(Error::with_message(ErrorKind::Other, "unused"))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Unused {
+        async fn execute_request(&self, _: &Request) -> azure_core::Result<AsyncRawResponse> {
+            Err(Error::with_message(ErrorKind::Other, "unused"))
+        }
+    }
+
+    /// Every object's fetch is alive at once (200 objects: 200 of these futures), and
+    /// each once carried the whole connection set-up inline (TLS state, the HTTP/2
+    /// handshake: ~9 KiB in the release build, ~1.8 MiB of peak heap for 200 objects,
+    /// seen with massif). Opening the connection is boxed since; this keeps it so.
+    #[test]
+    fn a_fetch_does_not_carry_the_connection_set_up() {
+        const LIMIT: usize = 2048;
+        let url = VaultUrl::parse_spec("https://kv-size.vault.azure.net").expect("vault url");
+        let setup = HttpSetup::default();
+        let tls = tls_config(&setup).expect("tls");
+        let parsed = Url::parse(&url.url()).expect("url");
+        let http = VaultHttp::new(&parsed, &setup, tls, Arc::new(Unused), 1024);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let tokens = Arc::new(SharedTokens::new(
+            Arc::new(Unused),
+            deadline,
+            Duration::from_secs(1),
+        ));
+        let client = VaultClient::new(url, http, tokens, deadline, Duration::from_secs(1));
+        let fetch = client.get("secrets", "db", None);
+        let size = std::mem::size_of_val(&fetch);
+        assert!(
+            size <= LIMIT,
+            "a fetch's future is {size} bytes (limit {LIMIT})"
+        );
+    }
 
     #[test]
     fn challenges() {
