@@ -5,7 +5,9 @@
 
 pub mod auth;
 pub mod error_chain;
+pub mod files;
 pub mod identity;
+pub mod json_path;
 pub mod pod_settings;
 pub mod reference;
 pub mod refresh;
@@ -18,6 +20,6 @@ pub use auth::{AuthKind, IdentitySettings, IdentitySettingsError};
 pub use error_chain::error_chain;
 pub use identity::{AzureVars, VarError, WorkloadIdentity};
 pub use pod_settings::{PodSettings, PodSettingsError};
-pub use reference::{ObjectKind, Part, Reference, ReferenceError, VaultRef};
+pub use reference::{JsonPath, ObjectKind, Part, Reference, ReferenceError, VaultRef};
 pub use template::{Segment, Template};
 pub use vault::{HostPolicy, VaultError, VaultUrl};

@@ -14,6 +14,8 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+pub use crate::json_path::JsonPath;
+
 /// Every reference starts with this prefix.
 pub const PREFIX: &str = "akv:";
 
@@ -45,7 +47,7 @@ pub enum VaultRef {
 }
 
 /// Which part of an object a reference reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Part {
     /// A secret's value (the default).
     #[default]
@@ -58,42 +60,61 @@ pub enum Part {
     Chain,
     /// A key's public key, PEM SubjectPublicKeyInfo.
     Pubkey,
+    /// A certificate with its private key and chain as PKCS#12, without a password.
+    Pfx,
+    /// A secret's value, base64-decoded (standard or URL-safe, padded or not).
+    Base64,
+    /// One field of a secret whose value is a JSON object.
+    Json(JsonPath),
 }
 
 impl Part {
-    /// Every part, in the order the grammar lists them.
-    pub const ALL: [Part; 5] = [
+    /// Every part without an argument, in the order the grammar lists them.
+    pub const ALL: [Part; 7] = [
         Part::Value,
         Part::Cert,
         Part::Key,
         Part::Chain,
         Part::Pubkey,
+        Part::Pfx,
+        Part::Base64,
     ];
 
-    /// The word written after `#`.
-    pub fn as_str(self) -> &'static str {
+    /// The word written after `#` (`json` for `#json:PATH`).
+    pub fn as_str(&self) -> &'static str {
         match self {
             Part::Value => "value",
             Part::Cert => "cert",
             Part::Key => "key",
             Part::Chain => "chain",
             Part::Pubkey => "pubkey",
+            Part::Pfx => "pfx",
+            Part::Base64 => "base64",
+            Part::Json(_) => "json",
         }
     }
 
     /// Which kind of Key Vault object this part is read from.
-    pub fn object_kind(self) -> ObjectKind {
+    pub fn object_kind(&self) -> ObjectKind {
         match self {
-            Part::Value => ObjectKind::Secret,
-            Part::Cert | Part::Key | Part::Chain => ObjectKind::Certificate,
+            Part::Value | Part::Base64 | Part::Json(_) => ObjectKind::Secret,
+            Part::Cert | Part::Key | Part::Chain | Part::Pfx => ObjectKind::Certificate,
             Part::Pubkey => ObjectKind::Key,
         }
+    }
+
+    /// Whether the part needs the certificate's backing secret (its private key or chain).
+    pub fn needs_certificate_secret(&self) -> bool {
+        matches!(self, Part::Key | Part::Chain | Part::Pfx)
     }
 }
 
 impl fmt::Display for Part {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            Part::Json(path) => write!(f, "json:{path}"),
+            other => f.write_str(other.as_str()),
+        }
     }
 }
 
@@ -101,6 +122,12 @@ impl FromStr for Part {
     type Err = ReferenceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("json:") {
+            return Ok(Part::Json(path.parse()?));
+        }
+        if s == "json" {
+            return Err(ReferenceError::EmptyJsonPath);
+        }
         Part::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
@@ -142,8 +169,18 @@ pub enum ReferenceError {
     BadNameChar { name: String, found: CharDesc },
     #[error("version '{0}' is not a Key Vault object version: 32 hexadecimal digits, e.g. akv:db-password/0123456789abcdef0123456789abcdef")]
     BadVersion(String),
-    #[error("unknown part '#{0}': use #value, #cert, #key, #chain or #pubkey")]
+    #[error("unknown part '#{0}': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD")]
     UnknownPart(String),
+    #[error("#json needs a path: write #json:FIELD or #json:FIELD.FIELD, e.g. akv:db-config#json:password")]
+    EmptyJsonPath,
+    #[error("JSON path '{0}' has an empty field: separate fields with single dots, e.g. #json:db.password")]
+    EmptyJsonField(String),
+    #[error("JSON field is {0} characters long; a field has 1 to 128")]
+    JsonFieldTooLong(usize),
+    #[error("JSON field '{field}' contains {found}; a field uses only letters, digits, '_' and '-' (or is an array index such as 0)")]
+    BadJsonFieldChar { field: String, found: CharDesc },
+    #[error("JSON path has {0} fields; a path has at most 32")]
+    JsonPathTooDeep(usize),
     #[error("too many '/' in '{0}': write NAME or NAME/VERSION after the vault")]
     TooManySegments(String),
     #[error("the vault is missing after 'akv://': write akv://VAULT/NAME, e.g. akv://my-vault/db-password")]
@@ -231,8 +268,8 @@ impl Reference {
     }
 
     /// Which part of the object is read.
-    pub fn part(&self) -> Part {
-        self.part
+    pub fn part(&self) -> &Part {
+        &self.part
     }
 
     /// Parses the text after `akv:` (also what `${akv:...}` holds after `akv:`).
@@ -525,10 +562,10 @@ mod tests {
             ("akv:db/0123456789abcdef".into(), "version '0123456789abcdef' is not a Key Vault object version: 32 hexadecimal digits, e.g. akv:db-password/0123456789abcdef0123456789abcdef"),
             ("akv:db/0123456789abcdef0123456789abcdeg".into(), "version '0123456789abcdef0123456789abcdeg' is not a Key Vault object version: 32 hexadecimal digits, e.g. akv:db-password/0123456789abcdef0123456789abcdef"),
             ("akv:db/".into(), "version '' is not a Key Vault object version: 32 hexadecimal digits, e.g. akv:db-password/0123456789abcdef0123456789abcdef"),
-            ("akv:db#".into(), "unknown part '#': use #value, #cert, #key, #chain or #pubkey"),
-            ("akv:db#password".into(), "unknown part '#password': use #value, #cert, #key, #chain or #pubkey"),
-            ("akv:db#Cert".into(), "unknown part '#Cert': use #value, #cert, #key, #chain or #pubkey"),
-            ("akv:db#cert#key".into(), "unknown part '#cert#key': use #value, #cert, #key, #chain or #pubkey"),
+            ("akv:db#".into(), "unknown part '#': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD"),
+            ("akv:db#password".into(), "unknown part '#password': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD"),
+            ("akv:db#Cert".into(), "unknown part '#Cert': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD"),
+            ("akv:db#cert#key".into(), "unknown part '#cert#key': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD"),
             (format!("akv:db/{V}/x"), "too many '/' in 'db/0123456789abcdef0123456789abcdef/x': write NAME or NAME/VERSION after the vault"),
             ("akv:my-vault/db/x".into(), "too many '/' in 'my-vault/db/x': write NAME or NAME/VERSION after the vault"),
             ("akv:///db".into(), "the vault is missing after 'akv://': write akv://VAULT/NAME, e.g. akv://my-vault/db-password"),
@@ -581,6 +618,107 @@ mod tests {
                     bad_in_host("a--b.managedhsm.azure.net:8443", "a--b"),
                 ),
             ]);
+        for (input, want) in cases {
+            let err = input.parse::<Reference>().expect_err(&input);
+            assert_eq!(err.to_string(), want, "{input:?}");
+        }
+    }
+
+    fn json(path: &str) -> Part {
+        Part::Json(path.parse().expect("valid path"))
+    }
+
+    #[test]
+    fn parses_the_file_parts() {
+        let cases: Vec<(String, Reference)> = vec![
+            ("akv:tls#pfx".into(), r(None, "tls", None, Part::Pfx)),
+            (
+                format!("akv:tls/{V}#pfx"),
+                r(None, "tls", Some(V), Part::Pfx),
+            ),
+            (
+                "akv:blob#base64".into(),
+                r(None, "blob", None, Part::Base64),
+            ),
+            (
+                "akv:cfg#json:password".into(),
+                r(None, "cfg", None, json("password")),
+            ),
+            (
+                "akv:cfg#json:db.hosts.0".into(),
+                r(None, "cfg", None, json("db.hosts.0")),
+            ),
+            (
+                "akv:cfg#json:a_b-C9".into(),
+                r(None, "cfg", None, json("a_b-C9")),
+            ),
+            (
+                "akv://kv1/cfg#json:x.y".into(),
+                r(Some(VaultRef::Name("kv1".into())), "cfg", None, json("x.y")),
+            ),
+            (
+                format!("akv:cfg#json:{}", "f".repeat(128)),
+                r(None, "cfg", None, json(&"f".repeat(128))),
+            ),
+        ];
+        for (input, want) in cases {
+            let got: Reference = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(got, want, "{input}");
+            assert_eq!(got.to_string(), input, "prints back");
+        }
+        let steps: Vec<String> = match "akv:c#json:a.0.b"
+            .parse::<Reference>()
+            .expect("valid")
+            .part()
+        {
+            Part::Json(p) => p.steps().map(str::to_string).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(steps, ["a", "0", "b"]);
+        assert_eq!(Part::Pfx.object_kind(), ObjectKind::Certificate);
+        assert_eq!(Part::Base64.object_kind(), ObjectKind::Secret);
+        assert_eq!(json("a").object_kind(), ObjectKind::Secret);
+        assert!(Part::Pfx.needs_certificate_secret() && !Part::Cert.needs_certificate_secret());
+    }
+
+    /// The new parts' malformed forms, each with the message the user sees.
+    #[test]
+    fn rejects_malformed_file_parts() {
+        let unknown = |p: &str| {
+            format!("unknown part '#{p}': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD")
+        };
+        let no_path = "#json needs a path: write #json:FIELD or #json:FIELD.FIELD, e.g. akv:db-config#json:password".to_string();
+        let empty_field = |p: &str| {
+            format!("JSON path '{p}' has an empty field: separate fields with single dots, e.g. #json:db.password")
+        };
+        let bad_char = |f: &str, c: &str| {
+            format!("JSON field '{f}' contains {c}; a field uses only letters, digits, '_' and '-' (or is an array index such as 0)")
+        };
+        let cases: Vec<(String, String)> = vec![
+            ("akv:cfg#json".into(), no_path.clone()),
+            ("akv:cfg#json:".into(), no_path.clone()),
+            ("akv:cfg#json:.a".into(), empty_field(".a")),
+            ("akv:cfg#json:a.".into(), empty_field("a.")),
+            ("akv:cfg#json:a..b".into(), empty_field("a..b")),
+            ("akv:cfg#json:a/b".into(), bad_char("a/b", "'/'")),
+            ("akv:cfg#json:a[0]".into(), bad_char("a[0]", "'['")),
+            ("akv:cfg#json:$.a".into(), bad_char("$", "'$'")),
+            ("akv:cfg#json:pässword".into(), bad_char("pässword", "'ä'")),
+            ("akv:cfg#json:a:b".into(), bad_char("a:b", "':'")),
+            ("akv:cfg#json:a#b".into(), bad_char("a#b", "'#'")),
+            ("akv:cfg#json:a b".into(), "the reference contains a space; references have no spaces or control characters".into()),
+            (format!("akv:cfg#json:{}", "f".repeat(129)), "JSON field is 129 characters long; a field has 1 to 128".into()),
+            (format!("akv:cfg#json:{}", vec!["a"; 33].join(".")), "JSON path has 33 fields; a path has at most 32".into()),
+            ("akv:cfg#JSON:a".into(), unknown("JSON:a")),
+            ("akv:cfg#json=a".into(), unknown("json=a")),
+            ("akv:tls#PFX".into(), unknown("PFX")),
+            ("akv:tls#p12".into(), unknown("p12")),
+            ("akv:blob#base64url".into(), unknown("base64url")),
+            ("akv:blob#base64#json:a".into(), unknown("base64#json:a")),
+            ("akv:blob#b64".into(), unknown("b64")),
+            ("akv:#pfx".into(), "the object name is missing: write akv:NAME or akv://VAULT/NAME, e.g. akv:db-password".into()),
+        ];
+        assert!(cases.len() >= 15);
         for (input, want) in cases {
             let err = input.parse::<Reference>().expect_err(&input);
             assert_eq!(err.to_string(), want, "{input:?}");
@@ -676,7 +814,11 @@ mod tests {
                     None => h,
                 }))),
         ];
-        let part = proptest::sample::select(Part::ALL.to_vec());
+        let part = prop_oneof![
+            proptest::sample::select(Part::ALL.to_vec()),
+            "[A-Za-z0-9_-]{1,12}(\\.[A-Za-z0-9_-]{1,12}){0,4}"
+                .prop_map(|p| Part::Json(p.parse().expect("generated path is valid"))),
+        ];
         (
             vault,
             "[0-9A-Za-z-]{1,127}",
@@ -720,7 +862,7 @@ mod tests {
         }
 
         #[test]
-        fn accepted_strings_reparse_to_the_same_reference(s in "akv:(//[a-zA-Z0-9.:-]{0,30}/)?[a-zA-Z0-9_-]{0,10}(/[0-9a-f]{0,33})?(#[a-z]{0,7})?") {
+        fn accepted_strings_reparse_to_the_same_reference(s in "akv:(//[a-zA-Z0-9.:-]{0,30}/)?[a-zA-Z0-9_-]{0,10}(/[0-9a-f]{0,33})?(#[a-z]{0,7}(:[a-z0-9._]{0,6})?)?") {
             if let Ok(first) = s.parse::<Reference>() {
                 let again: Reference = first.to_string().parse().map_err(|e| TestCaseError::fail(format!("{s}: {e}")))?;
                 prop_assert_eq!(again, first);

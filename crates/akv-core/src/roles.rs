@@ -19,11 +19,11 @@
 use crate::Part;
 
 /// The least-privileged built-in role that reads this part.
-pub fn least_privileged_role(part: Part) -> &'static str {
+pub fn least_privileged_role(part: &Part) -> &'static str {
     match part {
-        Part::Value => "Key Vault Secrets User",
+        Part::Value | Part::Base64 | Part::Json(_) => "Key Vault Secrets User",
         Part::Cert | Part::Pubkey => "Key Vault Reader",
-        Part::Key | Part::Chain => "Key Vault Certificate User",
+        Part::Key | Part::Chain | Part::Pfx => "Key Vault Certificate User",
     }
 }
 
@@ -31,15 +31,13 @@ pub fn least_privileged_role(part: Part) -> &'static str {
 pub fn role_for_parts(parts: &[Part]) -> &'static str {
     let rank = |part: &Part| match part {
         Part::Cert | Part::Pubkey => 0,
-        Part::Value => 1,
-        Part::Key | Part::Chain => 2,
+        Part::Value | Part::Base64 | Part::Json(_) => 1,
+        Part::Key | Part::Chain | Part::Pfx => 2,
     };
     parts
         .iter()
         .max_by_key(|p| rank(p))
-        .map_or(least_privileged_role(Part::Value), |p| {
-            least_privileged_role(*p)
-        })
+        .map_or(least_privileged_role(&Part::Value), least_privileged_role)
 }
 
 #[cfg(test)]
@@ -55,6 +53,8 @@ mod tests {
             (&[Part::Key], "Key Vault Certificate User"),
             (&[Part::Cert, Part::Chain], "Key Vault Certificate User"),
             (&[Part::Chain, Part::Cert], "Key Vault Certificate User"),
+            (&[Part::Cert, Part::Pfx], "Key Vault Certificate User"),
+            (&[Part::Base64], "Key Vault Secrets User"),
             (&[], "Key Vault Secrets User"),
         ];
         for (parts, want) in cases {

@@ -83,6 +83,38 @@ impl Template {
         }
         out
     }
+
+    /// Builds the final value from text that `resolve` may refuse to give (a value that
+    /// is not text, for an env var).
+    pub fn try_render<'a, F, T, E>(&'a self, mut resolve: F) -> Result<String, E>
+    where
+        F: FnMut(&'a Reference) -> Result<T, E>,
+        T: AsRef<str>,
+    {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Ref(r) => out.push_str(resolve(r)?.as_ref()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the final bytes (a file's content), asking `resolve` for each reference's bytes.
+    pub fn render_bytes<'a, F>(&'a self, mut resolve: F) -> Vec<u8>
+    where
+        F: FnMut(&'a Reference) -> &'a [u8],
+    {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Segment::Ref(r) => out.extend_from_slice(resolve(r)),
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +151,15 @@ mod tests {
                 &["akv://kv1/a", "akv:b#cert", "akv:a"],
             ),
             ("$${akv:x}", &["akv:x"]),
+            ("akv:cfg#json:db.password", &["akv:cfg#json:db.password"]),
+            (
+                "u=${akv:cfg#json:user}&p=${akv:cfg#json:db.0.pass}",
+                &["akv:cfg#json:user", "akv:cfg#json:db.0.pass"],
+            ),
+            (
+                "k=${akv:blob#base64};${akv:tls#pfx}",
+                &["akv:blob#base64", "akv:tls#pfx"],
+            ),
         ];
         for (value, want) in cases {
             assert_eq!(refs(value), *want, "{value:?}");
@@ -135,6 +176,9 @@ mod tests {
             ("${akv:}", "the object name is missing: write akv:NAME or akv://VAULT/NAME, e.g. akv:db-password"),
             ("${akv:a_b}", "object name 'a_b' contains '_'; Key Vault object names use only letters, digits and '-'"),
             ("akv:a${akv:b}", "object name 'a${akv:b}' contains '$'; Key Vault object names use only letters, digits and '-'"),
+            ("x=${akv:cfg#json:}", "#json needs a path: write #json:FIELD or #json:FIELD.FIELD, e.g. akv:db-config#json:password"),
+            ("x=${akv:cfg#json:a..b}", "JSON path 'a..b' has an empty field: separate fields with single dots, e.g. #json:db.password"),
+            ("x=${akv:cfg#base64x}", "unknown part '#base64x': use #value, #cert, #key, #chain, #pubkey, #pfx, #base64 or #json:FIELD"),
         ];
         for (value, want) in cases {
             let err = Template::scan(value).expect_err(value);
@@ -160,5 +204,16 @@ mod tests {
             .expect("valid")
             .expect("has references");
         assert_eq!(whole.render(|_| "v"), "v");
+        assert_eq!(whole.render_bytes(|_| b"\0\xff"), b"\0\xff");
+        assert_eq!(
+            t.try_render(|r| if r.name() == "user" {
+                Ok("a")
+            } else {
+                Err(r.name())
+            }),
+            Err("pass")
+        );
+        let ok: Result<String, ()> = whole.try_render(|_| Ok("v"));
+        assert_eq!(ok, Ok("v".to_string()));
     }
 }

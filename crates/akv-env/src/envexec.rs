@@ -66,6 +66,22 @@ fn checked(value: String, site: impl FnOnce() -> Site) -> Result<OsString, Error
     Ok(OsString::from(value))
 }
 
+/// A template's text; a value that is not UTF-8 (binary `#base64`) is refused, naming
+/// the site.
+fn render_text(
+    template: &akv_core::Template,
+    values: &Values,
+    default_vault: Option<&VaultUrl>,
+    site: impl FnOnce() -> Site,
+) -> Result<String, Error> {
+    template
+        .try_render(|r| values.text(r, default_vault))
+        .map_err(|e| Error::NotText {
+            site: site(),
+            reference: e.reference,
+        })
+}
+
 /// The environment the application gets: references replaced by their values, and
 /// akv-env's own `AKV_INJECTOR_*` variables removed. Order is kept.
 pub fn build_env(
@@ -76,9 +92,10 @@ pub fn build_env(
 ) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut out: Vec<(OsString, OsString)> = current.to_vec();
     for (i, template) in &plan.env {
-        let value = template.render(|r| values.get(r, default_vault));
         let name = &out[*i].0;
-        let value = checked(value, || Site::Env(name.to_string_lossy().into_owned()))?;
+        let site = || Site::Env(name.to_string_lossy().into_owned());
+        let value = render_text(template, values, default_vault, site)?;
+        let value = checked(value, site)?;
         out[*i].1 = value;
     }
     out.retain(|(k, _)| !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()));
@@ -94,7 +111,7 @@ pub fn build_argv(
 ) -> Result<Vec<OsString>, Error> {
     let mut out = argv.to_vec();
     for (i, template) in &plan.args {
-        let value = template.render(|r| values.get(r, default_vault));
+        let value = render_text(template, values, default_vault, || Site::Arg(*i))?;
         out[*i] = checked(value, || Site::Arg(*i))?;
     }
     Ok(out)
@@ -150,7 +167,7 @@ mod tests {
         values.insert(
             object_of(&r, Some(&vault)).expect("vault"),
             Part::Value,
-            "p@ss w0rd$".into(),
+            b"p@ss w0rd$".to_vec(),
         );
 
         let got: Vec<(String, String)> = build_env(&env, &plan, &values, Some(&vault))

@@ -15,6 +15,8 @@ pub enum Site {
     Env(String),
     /// Index into the application's argv (0 is the command).
     Arg(usize),
+    /// A file (`akv-injector.io/file.<FILENAME>`).
+    File(String),
 }
 
 impl fmt::Display for Site {
@@ -23,6 +25,7 @@ impl fmt::Display for Site {
             Site::Env(name) => write!(f, "env var {name}"),
             Site::Arg(0) => f.write_str("the command"),
             Site::Arg(i) => write!(f, "argument {i}"),
+            Site::File(name) => write!(f, "file {name}"),
         }
     }
 }
@@ -208,11 +211,7 @@ impl FetchError {
         let what = match self.kind {
             ObjectKind::Secret => "secrets",
             ObjectKind::Certificate => {
-                if self
-                    .parts
-                    .iter()
-                    .any(|p| matches!(p, Part::Key | Part::Chain))
-                {
+                if self.parts.iter().any(Part::needs_certificate_secret) {
                     "certificates and secrets (the private key and chain live in the certificate's secret)"
                 } else {
                     "certificates"
@@ -304,8 +303,12 @@ pub enum Error {
         searched_path: bool,
         source: std::io::Error,
     },
-    #[error("{site} would hold a NUL byte once its references are resolved, and environment variables and arguments cannot carry one (the value is not shown). Hint: store the value without NUL bytes, or base64-encode it in the vault")]
+    #[error("{site} would hold a NUL byte once its references are resolved, and environment variables and arguments cannot carry one (the value is not shown). Hint: store the value without NUL bytes, or write it to a file with the pod annotation akv-injector.io/file.<FILENAME>")]
     NulInValue { site: Site },
+    #[error("{site}: {reference} is binary data (not UTF-8 text), which environment variables and arguments cannot carry (the value is not shown). Hint: write it to a file with the pod annotation akv-injector.io/file.<FILENAME>")]
+    NotText { site: Site, reference: String },
+    #[error("{0}")]
+    Files(#[from] crate::files::FilesError),
     #[error("{0}")]
     Usage(String),
     #[error("install: {0}")]

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod envexec;
 pub mod error;
+pub mod files;
 pub mod hints;
 pub mod identities;
 pub mod install;
@@ -31,7 +32,8 @@ Usage:
   akv-env --version | --help
 
 References: akv:NAME[/VERSION][#PART], akv://VAULT/NAME[/VERSION][#PART], or ${akv:...}
-inside a longer value; PART is value (default), cert, key, chain or pubkey.
+inside a longer value; PART is value (default), cert, key, chain, pubkey, pfx, base64
+or json:FIELD[.FIELD...].
 Identity (AKV_INJECTOR_AUTH): workload-identity (default): AZURE_CLIENT_ID,
 AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST; service-principal:
 AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH
@@ -41,8 +43,9 @@ picks a user-assigned identity.
 Settings (set by akv-webhook): AKV_INJECTOR_VAULT, AKV_INJECTOR_CLIENT_ID,
 AKV_INJECTOR_TENANT_ID, AKV_INJECTOR_IGNORE_MISSING, AKV_INJECTOR_TIMEOUT,
 AKV_INJECTOR_ALLOW_VAULT_HOSTS, AKV_INJECTOR_AUTH, AKV_INJECTOR_VAULT_CLIENT_IDS,
-AKV_INJECTOR_KEEP_CREDENTIALS, AKV_INJECTOR_REFRESH (restart on change: stay as the
-application's parent and check every interval, 1s-24h, for new versions),
+AKV_INJECTOR_KEEP_CREDENTIALS, AKV_INJECTOR_FILES_PATH and AKV_INJECTOR_FILE_<FILENAME>
+(files written, mode 0400, before CMD starts), AKV_INJECTOR_REFRESH (restart on change:
+stay as the application's parent and check every interval, 1s-24h, for new versions),
 AKV_INJECTOR_GRACE (SIGTERM-to-SIGKILL wait of such a restart).
 ";
 
@@ -118,7 +121,11 @@ pub fn prepare_watched(
     let env: config::Env = std::env::vars_os().collect();
     let cfg = config::EnvConfig::from_env(&env)?;
     let default_vault = cfg.default_vault.as_ref();
-    let plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let mut plan = plan::Plan::build(&env, &argv, default_vault, &cfg.hosts)?;
+    let files = files::FilePlan::from_env(&env)?;
+    if let Some(files) = &files {
+        files.add_to(&mut plan, default_vault, &cfg.hosts)?;
+    }
     let mut watched = Vec::new();
     let resolved = if plan.is_empty() {
         resolve::Resolved::default()
@@ -146,6 +153,9 @@ pub fn prepare_watched(
     // A service principal's variables go the way of AKV_INJECTOR_* unless the pod keeps them.
     let remove = cfg.auth.credential_vars_to_remove();
     app.env.retain(|(k, _)| !remove.iter().any(|r| k == r));
+    if let Some(files) = &files {
+        files.write(&resolved.values, default_vault)?;
+    }
     Ok((app, watched))
 }
 

@@ -8,7 +8,10 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
+pub mod base64_value;
 mod chain;
+pub mod json_field;
+pub mod pfx;
 pub mod pkcs12;
 
 use chain::{cert_info, key_public, leaf_index, order_chain, CertInfo};
@@ -33,6 +36,8 @@ pub enum PartError {
     Pem(&'static str),
     #[error("the certificate's secret is not a PKCS#12 archive without password: {0}")]
     Pkcs12(String),
+    #[error("cannot build the PKCS#12 archive: {0}")]
+    Pfx(String),
     #[error("key type '{0}' has no public key in PEM form (only RSA and EC keys do)")]
     KeyType(String),
     #[error("the key lacks its '{0}' component")]

@@ -127,7 +127,8 @@ impl Plan {
         Ok(plan)
     }
 
-    fn add(
+    /// Adds the objects a template reads (the env, the arguments, or a file at `site`).
+    pub fn add(
         &mut self,
         t: &Template,
         site: Site,
@@ -139,7 +140,7 @@ impl Plan {
                 reference: r.to_string(),
             })?;
             let usage = self.objects.entry(id).or_default();
-            usage.parts.insert(r.part());
+            usage.parts.insert(r.part().clone());
             if usage.sites.last() != Some(&site) {
                 usage.sites.push(site.clone());
             }
@@ -231,7 +232,7 @@ mod tests {
                     id.kind,
                     id.name.as_str(),
                     id.version.as_deref(),
-                    u.parts.iter().copied().collect(),
+                    u.parts.iter().cloned().collect(),
                     u.sites.iter().map(|s| s.to_string()).collect(),
                 )
             })

@@ -9,9 +9,10 @@ use crate::keyvault::{Fetched, SecretSource};
 use crate::parts::{self, CertSecret};
 use crate::plan::{object_of, ObjectId, ObjectUse, Plan};
 
-/// The value of every (object, part). Its `Debug` shows no value.
+/// The value of every (object, part), as bytes: what a file gets. Its `Debug` shows no
+/// value.
 #[derive(Default)]
-pub struct Values(HashMap<(ObjectId, Part), String>);
+pub struct Values(HashMap<(ObjectId, Part), Vec<u8>>);
 
 impl std::fmt::Debug for Values {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -20,15 +21,37 @@ impl std::fmt::Debug for Values {
 }
 
 impl Values {
-    pub fn insert(&mut self, id: ObjectId, part: Part, value: String) {
+    pub fn insert(&mut self, id: ObjectId, part: Part, value: Vec<u8>) {
         self.0.insert((id, part), value);
     }
 
-    /// The value of a reference ("" when unknown, which a complete resolve never leaves).
-    pub fn get(&self, r: &Reference, default_vault: Option<&VaultUrl>) -> &str {
+    /// The bytes of a reference, as a file gets them (empty when unknown, which a
+    /// complete resolve never leaves).
+    pub fn bytes(&self, r: &Reference, default_vault: Option<&VaultUrl>) -> &[u8] {
         object_of(r, default_vault)
-            .and_then(|id| self.0.get(&(id, r.part())))
-            .map_or("", String::as_str)
+            .and_then(|id| self.0.get(&(id, r.part().clone())))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The text of a reference, as an env var or argument gets it: `#pfx` in base64,
+    /// anything else as it is when it is UTF-8 (NUL is refused later, naming the site).
+    pub fn text(
+        &self,
+        r: &Reference,
+        default_vault: Option<&VaultUrl>,
+    ) -> Result<std::borrow::Cow<'_, str>, NotText> {
+        let bytes = self.bytes(r, default_vault);
+        if *r.part() == Part::Pfx {
+            use base64::Engine as _;
+            return Ok(base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into());
+        }
+        std::str::from_utf8(bytes)
+            .map(std::borrow::Cow::Borrowed)
+            .map_err(|_| NotText {
+                reference: r.to_string(),
+            })
     }
 
     pub fn len(&self) -> usize {
@@ -38,6 +61,12 @@ impl Values {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// A value that is not UTF-8 text (e.g. `#base64` of binary data) asked for as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotText {
+    pub reference: String,
 }
 
 /// The outcome: values, plus warnings for objects that were missing and ignored.
@@ -67,7 +96,7 @@ pub async fn resolve<S: SecretSource>(
             kind: id.kind,
             name: id.name.clone(),
             version: id.version.clone(),
-            parts: usage.parts.iter().copied().collect(),
+            parts: usage.parts.iter().cloned().collect(),
             sites: Sites(usage.sites.clone()),
             who: identities.who(&id.vault),
             cause,
@@ -92,7 +121,7 @@ pub async fn resolve<S: SecretSource>(
                     e.sites
                 ));
                 for part in &usage.parts {
-                    out.values.insert(id.clone(), *part, String::new());
+                    out.values.insert(id.clone(), part.clone(), Vec::new());
                 }
             }
             Err(cause) => errors.push(error(cause)),
@@ -121,11 +150,29 @@ fn take_parts(
     id: &ObjectId,
     usage: &ObjectUse,
     fetched: Fetched,
-) -> Result<Vec<(Part, String)>, Cause> {
+) -> Result<Vec<(Part, Vec<u8>)>, Cause> {
     let content = |e: parts::PartError| Cause::Content(e.to_string());
     let mut out = Vec::new();
     match fetched {
-        Fetched::Secret { value } => out.push((Part::Value, value)),
+        Fetched::Secret { value } => {
+            for part in &usage.parts {
+                let bytes = match part {
+                    Part::Value => value.as_bytes().to_vec(),
+                    Part::Base64 => parts::base64_value::decode(&value)
+                        .map_err(|e| Cause::Content(e.to_string()))?,
+                    Part::Json(path) => parts::json_field::field(&value, path)
+                        .map_err(|e| Cause::Content(e.to_string()))?
+                        .into_bytes(),
+                    other => {
+                        return Err(Cause::Content(format!(
+                            "cannot take #{other} from secret '{}'",
+                            id.name
+                        )))
+                    }
+                };
+                out.push((part.clone(), bytes));
+            }
+        }
         Fetched::Certificate { cer, secret } => {
             let parsed = match &secret {
                 Some((ct, value)) => {
@@ -135,9 +182,15 @@ fn take_parts(
             };
             for part in &usage.parts {
                 let value = match (part, &parsed) {
-                    (Part::Cert, _) => parts::cert_pem(cer.as_deref()).map_err(content)?,
-                    (Part::Key, Some(p)) => p.key().map_err(content)?,
-                    (Part::Chain, Some(p)) => p.chain_pem().map_err(content)?,
+                    (Part::Cert, _) => parts::cert_pem(cer.as_deref())
+                        .map_err(content)?
+                        .into_bytes(),
+                    (Part::Key, Some(p)) => p.key().map_err(content)?.into_bytes(),
+                    (Part::Chain, Some(p)) => p.chain_pem().map_err(content)?.into_bytes(),
+                    (Part::Pfx, Some(p)) => {
+                        parts::pfx::build(p, &id.name, &mut parts::pfx::OsRandom)
+                            .map_err(content)?
+                    }
                     _ => {
                         return Err(Cause::Content(format!(
                             "cannot take #{part} from certificate '{}'",
@@ -145,10 +198,13 @@ fn take_parts(
                         )))
                     }
                 };
-                out.push((*part, value));
+                out.push((part.clone(), value));
             }
         }
-        Fetched::Key(jwk) => out.push((Part::Pubkey, parts::pubkey_pem(&jwk).map_err(content)?)),
+        Fetched::Key(jwk) => out.push((
+            Part::Pubkey,
+            parts::pubkey_pem(&jwk).map_err(content)?.into_bytes(),
+        )),
     }
     Ok(out)
 }
@@ -231,11 +287,11 @@ mod tests {
         assert_eq!(calls, vec!["db", "tls"]);
         let vault = VaultUrl::parse_spec("kv1").expect("valid");
         let r: Reference = "akv:db".parse().expect("valid");
-        assert_eq!(resolved.values.get(&r, Some(&vault)), "s3cr3t");
+        assert_eq!(resolved.values.bytes(&r, Some(&vault)), b"s3cr3t");
         let cert: Reference = "akv:tls#cert".parse().expect("valid");
         assert_eq!(
-            resolved.values.get(&cert, Some(&vault)),
-            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
+            resolved.values.bytes(&cert, Some(&vault)),
+            b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
         );
         assert_eq!(format!("{:?}", resolved.values), "Values(3 resolved)");
     }

@@ -262,7 +262,8 @@ fn resolve_in_process(
                 k.to_string(),
                 resolved
                     .values
-                    .get(&r, cfg.default_vault.as_ref())
+                    .text(&r, cfg.default_vault.as_ref())
+                    .expect("text")
                     .to_string(),
             )
         })

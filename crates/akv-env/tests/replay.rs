@@ -345,3 +345,244 @@ fn every_recording_of_key_vault_replays_as_expected() {
         problems.join("\n")
     );
 }
+
+/// Runs openssl (the independent reader of every file akv-env writes); panics with its
+/// stderr when it refuses.
+fn openssl(args: &[&str], stdin: Option<&[u8]>) -> String {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}): install it (Debian: apt-get install openssl)")
+        });
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or_default())
+        .expect("write to openssl");
+    drop(input);
+    let out = child.wait_with_output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The recorded certificates (PKCS#12 and PEM backing secrets, as Key Vault wrote them)
+/// as files: `#cert`, `#key`, `#chain`, `#pfx` and a templated file, plus `#pfx` in an env
+/// var; openssl reads each of them, and the key, the certificate and the archive agree.
+#[test]
+fn recorded_certificates_as_files_are_read_by_openssl() {
+    use std::os::unix::fs::PermissionsExt;
+    let tb = testbed();
+    for recording in [
+        "net-certs-DownloadLatestCertificate-pkcs12.excerpt.json",
+        "net-certs-DownloadLatestCertificate-pem.excerpt.json",
+    ] {
+        let path = recordings_dir().join(recording);
+        let recorded: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let cert_entry = recorded["Entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| {
+                e["RequestMethod"] == "GET"
+                    && e["RequestUri"]
+                        .as_str()
+                        .is_some_and(|u| u.contains("/certificates/"))
+            })
+            .expect("a GET of the certificate");
+        let uri = cert_entry["RequestUri"].as_str().expect("uri");
+        let name = uri
+            .split("/certificates/")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .expect("certificate name")
+            .to_string();
+        let cer = cert_entry["ResponseBody"]["cer"].as_str().expect("cer");
+        let recorded_fp = openssl(
+            &[
+                "x509",
+                "-inform",
+                "DER",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+            Some(&base64_decode(cer)),
+        );
+
+        let replay = Replay::start(tb, &path);
+        let dir = std::env::temp_dir().join(format!("akv-files-{}-{}", std::process::id(), name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("files dir");
+        std::fs::write(dir.join("stale"), "from an earlier start").expect("stale file");
+        let mut pod = Pod::new(tb);
+        let files = [
+            ("tls.crt", format!("akv:{name}#cert")),
+            ("tls.key", format!("{name}#key")),
+            ("chain.pem", format!("akv:{name}#chain")),
+            ("tls.pfx", format!("akv:{name}#pfx")),
+            (
+                "both.pem",
+                format!("${{akv:{name}#cert}}${{akv:{name}#key}}"),
+            ),
+        ];
+        pod.set("AKV_INJECTOR_VAULT", Some(&replay.vault()))
+            .set("AKV_INJECTOR_ALLOW_VAULT_HOSTS", Some("127.0.0.1"))
+            .set(
+                "AKV_INJECTOR_FILES_PATH",
+                Some(dir.to_str().expect("utf-8")),
+            );
+        for (file, reference) in &files {
+            pod.set(&format!("AKV_INJECTOR_FILE_{file}"), Some(reference));
+        }
+        let pfx_ref = format!("akv:{name}#pfx");
+        let (output, seen, _) = pod.run_app(tb, &[("TLS_PFX", pfx_ref.as_str())], &[]);
+        let seen = seen.unwrap_or_else(|| {
+            panic!(
+                "{recording}: the application did not start:\n{}",
+                stderr(&output)
+            )
+        });
+        drop(replay.finish());
+
+        let mut listing: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        listing.sort();
+        assert_eq!(
+            listing,
+            ["both.pem", "chain.pem", "tls.crt", "tls.key", "tls.pfx"],
+            "{recording}: exactly the declared files"
+        );
+        for file in &listing {
+            let mode = std::fs::metadata(dir.join(file))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o400, "{recording}: {file} mode {mode:o}");
+        }
+        let file = |f: &str| dir.join(f).display().to_string();
+        let fp = openssl(
+            &[
+                "x509",
+                "-in",
+                &file("tls.crt"),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+            None,
+        );
+        assert_eq!(fp, recorded_fp, "{recording}: #cert is the recorded cer");
+        let cert_pub = openssl(
+            &["x509", "-in", &file("tls.crt"), "-noout", "-pubkey"],
+            None,
+        );
+        let key_pub = openssl(&["pkey", "-in", &file("tls.key"), "-pubout"], None);
+        assert_eq!(key_pub, cert_pub, "{recording}: #key belongs to #cert");
+        let chain_fp = openssl(
+            &[
+                "x509",
+                "-in",
+                &file("chain.pem"),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+            None,
+        );
+        assert_eq!(
+            chain_fp, recorded_fp,
+            "{recording}: #chain starts with the leaf"
+        );
+        let both_pub = openssl(&["pkey", "-in", &file("both.pem"), "-pubout"], None);
+        assert_eq!(
+            both_pub, cert_pub,
+            "{recording}: the templated file holds the key"
+        );
+
+        // The archive: openssl reads it with an empty password, its MAC verifies, and it
+        // holds the recorded certificate and the key; it is PBES2 with AES-256-CBC.
+        let info = Command::new("openssl")
+            .args([
+                "pkcs12",
+                "-in",
+                &file("tls.pfx"),
+                "-info",
+                "-noout",
+                "-passin",
+                "pass:",
+            ])
+            .output()
+            .expect("openssl pkcs12 -info");
+        let info_text = String::from_utf8_lossy(&info.stderr).into_owned();
+        assert!(
+            info.status.success(),
+            "{recording}: openssl pkcs12 -info:\n{info_text}"
+        );
+        for want in ["MAC: sha256", "PBES2, PBKDF2, AES-256-CBC"] {
+            assert!(
+                info_text.contains(want),
+                "{recording}: {want:?} in\n{info_text}"
+            );
+        }
+        let dumped = openssl(
+            &[
+                "pkcs12",
+                "-in",
+                &file("tls.pfx"),
+                "-nodes",
+                "-passin",
+                "pass:",
+            ],
+            None,
+        );
+        let pfx_fp = openssl(
+            &["x509", "-noout", "-fingerprint", "-sha256"],
+            Some(dumped.as_bytes()),
+        );
+        assert_eq!(
+            pfx_fp, recorded_fp,
+            "{recording}: the archive's first certificate is the leaf"
+        );
+        let pfx_pub = openssl(&["pkey", "-pubout"], Some(dumped.as_bytes()));
+        assert_eq!(
+            pfx_pub, cert_pub,
+            "{recording}: the archive's key belongs to the leaf"
+        );
+
+        // In an env var the same archive comes as base64.
+        let env_pfx = base64_decode(seen["env"]["TLS_PFX"].as_str().expect("TLS_PFX"));
+        let dumped = openssl(&["pkcs12", "-nodes", "-passin", "pass:"], Some(&env_pfx));
+        let env_pub = openssl(&["pkey", "-pubout"], Some(dumped.as_bytes()));
+        assert_eq!(env_pub, cert_pub, "{recording}: #pfx in an env var");
+        for (var, _) in &files {
+            assert!(
+                seen["env"]
+                    .get(format!("AKV_INJECTOR_FILE_{var}"))
+                    .is_none(),
+                "akv-env's own variables are removed"
+            );
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}
+
+/// Standard or URL-safe base64 (Key Vault's `cer` is base64url), padded or not.
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let text = text.trim();
+    STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+        .expect("base64")
+}

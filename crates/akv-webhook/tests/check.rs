@@ -144,3 +144,48 @@ fn without_a_file_it_says_how_to_use_it() {
         "{out:?}"
     );
 }
+
+#[test]
+fn file_annotations_are_checked_offline() {
+    let manifest = br#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    metadata:
+      labels: {azure.workload.identity/use: "true"}
+      annotations:
+        akv-injector.io/vault: team-a-kv
+        akv-injector.io/files-path: /etc/nginx/tls
+        akv-injector.io/file.tls.crt: web-tls#cert
+    spec:
+      containers:
+        - name: nginx
+          image: nginx:1.27
+          command: ["nginx"]
+          volumeMounts: [{name: tls, mountPath: /etc/nginx}]
+      volumes: [{name: tls, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ok
+  labels: {azure.workload.identity/use: "true"}
+  annotations:
+    akv-injector.io/vault: team-a-kv
+    akv-injector.io/file.keystore.p12: web-tls#pfx
+    akv-injector.io/file.app.conf: "user = ${akv:db-config#json:user}\n"
+spec:
+  containers: [{name: app, image: app:1, command: ["/app"]}]
+"#;
+    let out = check(&["-"], Some(manifest));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let got = lines(&out);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("-:Deployment/web: annotation akv-injector.io/files-path: container 'nginx' already mounts volume 'tls' at /etc/nginx, which overlaps the files path /etc/nginx/tls"),
+        "{}",
+        got[0]
+    );
+}

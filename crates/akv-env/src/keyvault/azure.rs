@@ -202,7 +202,7 @@ impl SecretSource for AzureSource {
             ObjectKind::Certificate => {
                 let cert: Certificate = self.read(vault, "certificates", name, version).await?;
                 self.seen.note(id, cert.id.as_deref());
-                let secret = if parts.contains(&Part::Key) || parts.contains(&Part::Chain) {
+                let secret = if parts.iter().any(Part::needs_certificate_secret) {
                     // The backing secret, read from the same vault (never from the host in `sid`).
                     let (sname, sversion) = backing_secret(cert.sid.as_deref(), name)?;
                     Some(self.secret(vault, &sname, sversion.as_deref()).await?)

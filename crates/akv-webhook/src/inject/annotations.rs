@@ -16,6 +16,10 @@ const TENANT_ID: &str = "akv-injector.io/tenant-id";
 const IGNORE_MISSING: &str = "akv-injector.io/ignore-missing";
 const TIMEOUT: &str = "akv-injector.io/timeout";
 const ENV_PREFIX: &str = "akv-injector.io/env.";
+/// `akv-injector.io/file.<FILENAME>` (see `files.rs`).
+pub const FILE_PREFIX: &str = "akv-injector.io/file.";
+/// `akv-injector.io/files-path`.
+pub const FILES_PATH: &str = "akv-injector.io/files-path";
 
 /// What the pod's annotations ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub struct PodConfig {
     pub unknown: Vec<String>,
     /// `auth`, `client-id.<VAULT>`, `keep-credentials` (see `super::identity`).
     pub identity: super::identity::IdentityConfig,
+    /// `file.<FILENAME>` annotations and `files-path` (see `files.rs`).
+    pub files: super::files::FilesConfig,
 }
 
 /// One `akv-injector.io/env.<NAME>` annotation.
@@ -60,6 +66,11 @@ pub enum AnnotationError {
     ReservedEnvName { key: String },
     #[error("annotation {key}: {reason}")]
     Identity { key: String, reason: String },
+    #[error("annotation {key}: {reason}")]
+    File {
+        key: String,
+        reason: akv_core::files::FileError,
+    },
     #[error("annotation {CONTAINERS}: '{0}' is not a list of container names: write names separated by commas, e.g. app,worker")]
     Containers(String),
 }
@@ -104,19 +115,21 @@ impl PodConfig {
                     config.settings.refresh = Some(super::refresh::parse(value)?)
                 }
                 STATUS_ANNOTATION => {}
-                _ => match key.strip_prefix(ENV_PREFIX) {
-                    Some(name) => config.env.push(parse_env(key, name, value)?),
-                    None if config.identity.read(key, value)? => {}
-                    None => config.unknown.push(key.clone()),
+                FILES_PATH => config.files.set_path(key, value)?,
+                _ => match (key.strip_prefix(ENV_PREFIX), key.strip_prefix(FILE_PREFIX)) {
+                    (Some(name), _) => config.env.push(parse_env(key, name, value)?),
+                    (_, Some(name)) => config.files.add(key, name, value)?,
+                    _ if config.identity.read(key, value)? => {}
+                    _ => config.unknown.push(key.clone()),
                 },
             }
         }
         Ok(config)
     }
 
-    /// Whether the pod declares env vars through annotations.
+    /// Whether the pod declares env vars or files through annotations.
     pub fn has_env(&self) -> bool {
-        !self.env.is_empty()
+        !self.env.is_empty() || !self.files.is_empty()
     }
 }
 

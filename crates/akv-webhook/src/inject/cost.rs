@@ -35,6 +35,11 @@ mod bound {
     /// init container's operation (54), the status annotation (90), `metadata` when it
     /// is missing (43), and the brackets of the list.
     pub const POD: usize = 320;
+    /// `{"name":"akv-injector-files","mountPath":,"subPath":}`: the files mount without
+    /// its path and the container's name.
+    pub const FILES_MOUNT: usize = 56;
+    /// The `akv-injector-files` volume and its operation.
+    pub const FILES_VOLUME: usize = 150;
 }
 
 /// What the patch of a planned pod would add, estimated from above.
@@ -104,14 +109,39 @@ fn estimate_with(
     let sum = |sizes: &mut dyn Iterator<Item = usize>| sizes.fold(0, usize::saturating_add);
     // Each variable costs the same in every container that gets it, so the products are
     // computed, not the pairs.
-    let annotated = sum(&mut config.env.iter().map(|e| env_bytes(&e.name, &e.value)));
+    let file_env = config.files.env();
+    let annotated = sum(&mut config
+        .env
+        .iter()
+        .map(|e| env_bytes(&e.name, &e.value))
+        .chain(file_env.iter().map(|(n, v)| env_bytes(n, v))));
+    let annotated_count = config.env.len() + file_env.len();
+    let files_path = json_string_bytes(config.files.path());
     let settings = sum(&mut settings_env.iter().map(|(n, v)| env_bytes(n, v)));
     let mut patch = bound::POD.saturating_add(install_container_bytes);
+    let mut files_volume_counted = false;
     for (target, argv) in targets.iter().zip(argvs.chain(std::iter::repeat(0))) {
         let (env_count, env_bytes) = match target.gets_annotated_env {
-            true => (config.env.len(), annotated),
+            true => (annotated_count, annotated),
             false => (0, 0),
         };
+        let files_mount = match target.gets_annotated_env && !config.files.is_empty() {
+            true => sum(&mut [
+                bound::FILES_MOUNT,
+                files_path,
+                json_string_bytes(&target.id.name),
+                bound::OP_ADD
+                    + list_len(target)
+                    + digits(target.id.index)
+                    + "/volumeMounts/-".len(),
+            ]
+            .into_iter()),
+            false => 0,
+        };
+        if files_mount > 0 && !files_volume_counted {
+            patch = patch.saturating_add(bound::FILES_VOLUME);
+            files_volume_counted = true;
+        }
         // command, args, the mount, then one operation per env var, each with its path.
         let list = match target.id.kind {
             ContainerKind::Init => "/spec/initContainers/",
@@ -129,6 +159,7 @@ fn estimate_with(
             argv,
             env_bytes,
             settings,
+            files_mount,
         ]
         .into_iter());
         patch = patch.saturating_add(container);
@@ -138,6 +169,13 @@ fn estimate_with(
         patch_bytes: patch,
         containers: targets.len(),
         env: config.env.len(),
+    }
+}
+
+fn list_len(target: &Target<'_>) -> usize {
+    match target.id.kind {
+        ContainerKind::Init => "/spec/initContainers/".len(),
+        ContainerKind::App => "/spec/containers/".len(),
     }
 }
 

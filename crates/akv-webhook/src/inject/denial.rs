@@ -32,6 +32,13 @@ pub enum Denial {
     UnknownContainer { name: String, available: String },
     #[error("container '{container}' sets {var} itself; AKV_INJECTOR_* variables are set by the webhook from the pod's akv-injector.io/* annotations: remove it and use the annotations")]
     ReservedEnv { container: String, var: String },
+    #[error("annotation {}: {container} already mounts volume '{volume}' at {mount_path}, which overlaps the files path {files_path} where akv-injector mounts its writable volume akv-injector-files: set akv-injector.io/files-path to a directory the container does not mount", super::files::PATH_ANNOTATION)]
+    FilesPathTaken {
+        container: String,
+        volume: String,
+        mount_path: String,
+        files_path: String,
+    },
     #[error("the pod already has {what}, which akv-injector needs for itself: rename it")]
     NameTaken { what: String },
     #[error("container '{container}' has no command, and the entrypoint of image '{image}' could not be read from its registry: {reason}. Set `command` in the container spec to avoid the registry lookup")]

@@ -6,6 +6,7 @@ mod annotations;
 mod argv;
 mod cost;
 mod denial;
+mod files;
 mod identity;
 mod patch;
 mod plan;

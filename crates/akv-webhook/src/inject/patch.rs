@@ -78,6 +78,10 @@ pub fn mutate(
         has_volumes,
         to_value(&volume()),
     );
+    if receives_files(plan).next().is_some() {
+        let volume = super::files::volume();
+        append(&mut ops, &["spec", "volumes"], true, to_value(&volume));
+    }
     // Inserted last: the operations above use the original init container indexes.
     match spec.and_then(|s| s.init_containers.as_ref()) {
         Some(_) => add(&mut ops, &["spec", "initContainers", "0"], install),
@@ -209,11 +213,32 @@ fn wrap_container(
         .filter(|_| target.gets_annotated_env)
         .filter(|e| !existing.contains(&e.name.as_str()))
         .map(|e| env_var(&e.name, e.value.clone()));
+    let files = &plan.config.files;
+    let receives_files = target.gets_annotated_env && !files.is_empty();
+    let file_env = files
+        .env()
+        .into_iter()
+        .filter(|_| receives_files)
+        .map(|(name, value)| env_var(&name, value));
     let mut has_env = container.env.is_some();
-    for var in annotated.chain(settings_env.iter().cloned()) {
+    for var in annotated
+        .chain(file_env)
+        .chain(settings_env.iter().cloned())
+    {
         append(ops, &field("env"), has_env, to_value(&var));
         has_env = true;
     }
+    if receives_files {
+        let mount = files.mount(&target.id.name);
+        append(ops, &field("volumeMounts"), true, to_value(&mount));
+    }
+}
+
+/// The targets that receive the pod's files.
+fn receives_files<'p>(plan: &'p Plan<'_>) -> impl Iterator<Item = &'p Target<'p>> {
+    plan.targets
+        .iter()
+        .filter(|t| t.gets_annotated_env && !plan.config.files.is_empty())
 }
 
 fn volume() -> Volume {
@@ -358,6 +383,8 @@ mod tests {
             args in vec(TEXT, 0..4),
             entrypoint in vec(TEXT, 1..3),
             existing in any::<bool>(),
+            files in vec(("[a-z][a-z0-9._-]{0,12}", prop_oneof![Just("akv:tls#pfx".to_string()), "[ -~\"\\\\\n]{0,20}\\$\\{akv:db#json:a.0\\}"]), 0..6),
+            files_path in prop_oneof![Just(None), Just(Some("/etc/tls\"x".to_string()))],
         ) {
             let env: Vec<Value> = env.iter().enumerate().map(|(i, v)| json!({"name": format!("E{i}"), "value": v})).collect();
             let container = |name: String| {
@@ -373,6 +400,12 @@ mod tests {
             let mut annotations = json!({"akv-injector.io/vault": "kv-1"});
             for (name, value) in &annotated {
                 annotations[format!("akv-injector.io/env.{name}")] = json!(value);
+            }
+            for (name, value) in &files {
+                annotations[format!("akv-injector.io/file.{name}")] = json!(value);
+            }
+            if let Some(path) = &files_path {
+                annotations["akv-injector.io/files-path"] = json!(path);
             }
             let mut pod = json!({
                 "apiVersion": "v1",

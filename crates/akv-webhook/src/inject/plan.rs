@@ -162,10 +162,14 @@ pub fn plan<'a>(
             )?);
         }
         check_container_free(&id, s.container)?;
+        let gets_annotated_env = id.kind == ContainerKind::App || listed;
+        if gets_annotated_env {
+            config.files.check_container(&id, s.container)?;
+        }
         targets.push(Target {
             container: s.container,
             argv: argv_source(s.container),
-            gets_annotated_env: id.kind == ContainerKind::App || listed,
+            gets_annotated_env,
             id,
         });
     }
@@ -201,6 +205,12 @@ pub fn plan<'a>(
     for env in &config.env {
         let place = format!("annotation akv-injector.io/env.{}", env.name);
         for reference in env.template.references() {
+            vaults.insert(check_vault(&place, reference, &config, policy)?);
+        }
+    }
+    for file in &config.files.files {
+        let place = super::files::FilesConfig::place(file);
+        for reference in file.template.references() {
             vaults.insert(check_vault(&place, reference, &config, policy)?);
         }
     }
@@ -356,10 +366,12 @@ fn check_vault(
 }
 
 fn check_names_free(spec: &PodSpec) -> Result<(), Denial> {
-    if spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME) {
-        return Err(Denial::NameTaken {
-            what: format!("a volume named '{VOLUME_NAME}'"),
-        });
+    for name in [VOLUME_NAME, akv_core::files::FILES_VOLUME] {
+        if spec.volumes.iter().flatten().any(|v| v.name == name) {
+            return Err(Denial::NameTaken {
+                what: format!("a volume named '{name}'"),
+            });
+        }
     }
     let all = spec
         .init_containers
