@@ -246,13 +246,7 @@ impl IdentitySettings {
     pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
         pairs: &[(K, V)],
     ) -> Result<Self, IdentitySettingsError> {
-        IdentitySettings::from_env(|name: &str| {
-            pairs
-                .iter()
-                .filter(|(k, _)| k.as_ref() == name)
-                .map(|(_, v)| v.as_ref())
-                .collect::<Vec<_>>()
-        })
+        IdentitySettings::from_env(|name: &str| crate::settings::values_in(pairs, name))
     }
 
     /// The variables `akv-env` removes from the application's environment besides its

@@ -99,13 +99,7 @@ impl PodSettings {
     pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
         pairs: &[(K, V)],
     ) -> Result<Self, PodSettingsError> {
-        PodSettings::from_env(|name: &str| {
-            pairs
-                .iter()
-                .filter(|(k, _)| k.as_ref() == name)
-                .map(|(_, v)| v.as_ref())
-                .collect::<Vec<_>>()
-        })
+        PodSettings::from_env(|name: &str| crate::settings::values_in(pairs, name))
     }
 
     /// Reads the settings back. `values(name)` gives every value the environment holds

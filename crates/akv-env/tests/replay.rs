@@ -50,24 +50,29 @@ fn testbed_file(name: &str) -> String {
         .to_string()
 }
 
-/// Runs the oracle; panics with how to get Python `cryptography` when it cannot.
-fn oracle(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("python3")
-        .arg(testbed_file("replay_oracle.py"))
-        .args(args)
+/// Runs `cmd` with `stdin` written to it; panics with `how_to_get` when it cannot start.
+fn run_with_stdin(mut cmd: Command, stdin: &[u8], how_to_get: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 with the `cryptography` package (Debian: apt-get install python3-cryptography; or pip install cryptography)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}): {how_to_get}"));
     let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .expect("write to the oracle");
+    input.write_all(stdin).expect("write to the child's stdin");
     drop(input);
-    let out = child.wait_with_output().expect("oracle");
+    child.wait_with_output().expect("wait for the child")
+}
+
+/// Runs the oracle; panics with how to get Python `cryptography` when it cannot.
+fn oracle(args: &[&str], stdin: Option<&str>) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(testbed_file("replay_oracle.py")).args(args);
+    let out = run_with_stdin(
+        cmd,
+        stdin.unwrap_or_default().as_bytes(),
+        "install Python 3 with the `cryptography` package (Debian: apt-get install python3-cryptography; or pip install cryptography)",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("No module named 'cryptography'"),
@@ -349,21 +354,13 @@ fn every_recording_of_key_vault_replays_as_expected() {
 /// Runs openssl (the independent reader of every file akv-env writes); panics with its
 /// stderr when it refuses.
 fn openssl(args: &[&str], stdin: Option<&[u8]>) -> String {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run openssl ({e}): install it (Debian: apt-get install openssl)")
-        });
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or_default())
-        .expect("write to openssl");
-    drop(input);
-    let out = child.wait_with_output().expect("openssl");
+    let mut cmd = Command::new("openssl");
+    cmd.args(args);
+    let out = run_with_stdin(
+        cmd,
+        stdin.unwrap_or_default(),
+        "install it (Debian: apt-get install openssl)",
+    );
     assert!(
         out.status.success(),
         "openssl {args:?} failed:\n{}",
