@@ -166,6 +166,19 @@ pub fn parse_tenant(s: &str) -> Result<String, SettingError> {
     }
 }
 
+/// The values of `name` in a list of name/value pairs: the lookup that
+/// `PodSettings::from_pairs` and `IdentitySettings::from_pairs` give to their `from_env`.
+pub fn values_in<'a, K: AsRef<str>, V: AsRef<str>>(
+    pairs: &'a [(K, V)],
+    name: &str,
+) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k.as_ref() == name)
+        .map(|(_, v)| v.as_ref())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,17 +305,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The values of `name` in a list of name/value pairs: the lookup that
-/// `PodSettings::from_pairs` and `IdentitySettings::from_pairs` give to their `from_env`.
-pub fn values_in<'a, K: AsRef<str>, V: AsRef<str>>(
-    pairs: &'a [(K, V)],
-    name: &str,
-) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k.as_ref() == name)
-        .map(|(_, v)| v.as_ref())
-        .collect()
 }
