@@ -61,7 +61,9 @@ impl TestBed {
     /// Runs `scripts/SCRIPT ARGS... DIR` with `env`; panics with its stderr unless it
     /// succeeds; then reads `DIR/env`, which it writes or extends.
     fn run_script(&mut self, script: &str, args: &[&str], env: &[(&str, String)]) {
-        let out = Command::new(repo().join("scripts").join(script))
+        let mut cmd = Command::new(repo().join("scripts").join(script));
+        without_cargo_test_env(&mut cmd);
+        let out = cmd
             .args(args)
             .arg(self.dir.path())
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -193,6 +195,51 @@ impl Drop for TestBed {
         if std::env::var_os("AKV_E2E_KEEP").is_some() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
             eprintln!("e2e: AKV_E2E_KEEP: kept {}", dir.keep().display());
+        }
+    }
+}
+
+/// Whether a variable `cargo test` sets for the test must not reach the scripts: the
+/// `CARGO_*` (CARGO_PKG_*, CARGO_MANIFEST_DIR, CARGO_ENCODED_RUSTFLAGS, …) and `RUSTC*`
+/// ones change the fingerprint of a `cargo build` the scripts run (testbed-node push would
+/// rebuild akv-webhook in the dist profile for minutes). CARGO_HOME and CARGO_TARGET_DIR
+/// stay: they say where the cache and the already built binaries are.
+fn is_cargo_test_var(name: &str) -> bool {
+    (name.starts_with("CARGO") || name.starts_with("RUSTC"))
+        && name != "CARGO_HOME"
+        && name != "CARGO_TARGET_DIR"
+}
+
+/// Removes from `cmd` the variables of [`is_cargo_test_var`].
+fn without_cargo_test_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_test_var) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod cargo_env_tests {
+    use super::is_cargo_test_var;
+
+    #[test]
+    fn cargo_test_vars_are_removed_but_home_and_target_dir_stay() {
+        for (name, removed) in [
+            ("CARGO", true),
+            ("CARGO_PKG_NAME", true),
+            ("CARGO_MANIFEST_DIR", true),
+            ("CARGO_ENCODED_RUSTFLAGS", true),
+            ("CARGO_PRIMARY_PACKAGE", true),
+            ("CARGO_TARGET_TMPDIR", true),
+            ("RUSTC", true),
+            ("RUSTC_WRAPPER", true),
+            ("CARGO_HOME", false),
+            ("CARGO_TARGET_DIR", false),
+            ("RUSTUP_TOOLCHAIN", false),
+            ("PATH", false),
+        ] {
+            assert_eq!(is_cargo_test_var(name), removed, "{name}");
         }
     }
 }
