@@ -43,9 +43,21 @@ impl KeyVault {
     }
 
     /// Starts `tests/testbed/k8s-token-front.mjs` on `port`: the token endpoint that checks
-    /// a pod's assertion against the API server's JWKS (`jwks_file`) and `issuer`.
-    pub fn start_front(&mut self, port: u16, jwks_file: &Path, issuer: &str, log_dir: &Path) {
+    /// a pod's assertion against the API server's JWKS (`jwks_file`) and `issuer`,
+    /// serving `tls` (certificate, key) when given, else the test bed's certificate.
+    pub fn start_front(
+        &mut self,
+        port: u16,
+        jwks_file: &Path,
+        issuer: &str,
+        log_dir: &Path,
+        tls: Option<(&Path, &Path)>,
+    ) {
         let mut env = self.paths.clone();
+        if let Some((cert, key)) = tls {
+            env.insert("AKV_TESTBED_CERT".into(), cert.display().to_string());
+            env.insert("AKV_TESTBED_KEY".into(), key.display().to_string());
+        }
         env.insert("AKV_E2E_FRONT_PORT".into(), port.to_string());
         env.insert("AKV_E2E_JWKS_FILE".into(), jwks_file.display().to_string());
         env.insert("AKV_E2E_ISSUER".into(), issuer.to_string());

@@ -1,6 +1,7 @@
 //! The Kubernetes test bed: `scripts/kube-up DIR` (etcd, kube-apiserver,
-//! kube-controller-manager and the Azure Workload Identity webhook) into a temp dir,
-//! `scripts/kube-down DIR` on drop.
+//! kube-controller-manager and the Azure Workload Identity webhook; with
+//! `AKV_TESTBED_NODE=1` also a node: containerd, the kubelet, kube-scheduler, a CNI bridge
+//! and an image registry) into a temp dir, `scripts/kube-down DIR` on drop.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,21 +46,39 @@ impl TestBed {
             vars: BTreeMap::new(),
             up: true, // kube-down is harmless when nothing was started
         };
-        let out = Command::new(repo().join("scripts/kube-up"))
-            .arg(bed.dir.path())
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        bed.run_script("kube-up", &[], extra_env);
+        bed
+    }
+
+    /// With a node (`AKV_TESTBED_NODE=1`): builds the images pods run and pushes them to
+    /// the node's registry (`scripts/testbed-node push DIR`: akv-injector as the
+    /// Dockerfile builds it, and the test app), then reads `DIR/env` again for their
+    /// names (`NODE_ENV_IMAGE`, `NODE_APP_IMAGE`).
+    pub fn push_node_images(&mut self) {
+        self.run_script("testbed-node", &["push"], &[]);
+    }
+
+    /// Runs `scripts/SCRIPT ARGS... DIR` with `env`; panics with its stderr unless it
+    /// succeeds; then reads `DIR/env`, which it writes or extends.
+    fn run_script(&mut self, script: &str, args: &[&str], env: &[(&str, String)]) {
+        let mut cmd = Command::new(repo().join("scripts").join(script));
+        without_cargo_test_env(&mut cmd);
+        let out = cmd
+            .args(args)
+            .arg(self.dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
-            .expect("run scripts/kube-up");
+            .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
         assert!(
             out.status.success(),
-            "scripts/kube-up {} failed:\n{}",
-            bed.dir.path().display(),
+            "scripts/{script} {} {} failed:\n{}",
+            args.join(" "),
+            self.dir.path().display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = std::fs::read_to_string(bed.dir.path().join("env")).expect("kube-up's env file");
-        bed.vars = env_lines(&env);
-        bed
+        let env = std::fs::read_to_string(self.dir.path().join("env")).expect("kube-up's env file");
+        self.vars = env_lines(&env);
     }
 
     /// A variable of `DIR/env` (KUBECONFIG, KUBE_CA_FILE, …).
@@ -130,6 +149,28 @@ impl TestBed {
         out
     }
 
+    /// What a stopped test bed left behind on this machine: mounts under its dir (the
+    /// node's containers and network namespaces), its node's bridge. Empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let dir = format!("{}/", self.dir().display());
+        let mut left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(|m| format!("mount {m}"))
+            .collect();
+        let node_env =
+            std::fs::read_to_string(self.dir().join("node/node.env")).unwrap_or_default();
+        if let Some(bridge) = env_lines(&node_env).get("NODE_BRIDGE") {
+            let shown = Command::new("ip").args(["link", "show", bridge]).output();
+            if shown.is_ok_and(|o| o.status.success()) {
+                left.push(format!("bridge {bridge}"));
+            }
+        }
+        left
+    }
+
     /// Stops the test bed now (also done on drop).
     pub fn stop(&mut self) {
         if std::mem::take(&mut self.up) {
@@ -154,6 +195,51 @@ impl Drop for TestBed {
         if std::env::var_os("AKV_E2E_KEEP").is_some() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
             eprintln!("e2e: AKV_E2E_KEEP: kept {}", dir.keep().display());
+        }
+    }
+}
+
+/// Whether a variable `cargo test` sets for the test must not reach the scripts: the
+/// `CARGO_*` (CARGO_PKG_*, CARGO_MANIFEST_DIR, CARGO_ENCODED_RUSTFLAGS, …) and `RUSTC*`
+/// ones change the fingerprint of a `cargo build` the scripts run (testbed-node push would
+/// rebuild akv-webhook in the dist profile for minutes). CARGO_HOME and CARGO_TARGET_DIR
+/// stay: they say where the cache and the already built binaries are.
+fn is_cargo_test_var(name: &str) -> bool {
+    (name.starts_with("CARGO") || name.starts_with("RUSTC"))
+        && name != "CARGO_HOME"
+        && name != "CARGO_TARGET_DIR"
+}
+
+/// Removes from `cmd` the variables of [`is_cargo_test_var`].
+fn without_cargo_test_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_test_var) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod cargo_env_tests {
+    use super::is_cargo_test_var;
+
+    #[test]
+    fn cargo_test_vars_are_removed_but_home_and_target_dir_stay() {
+        for (name, removed) in [
+            ("CARGO", true),
+            ("CARGO_PKG_NAME", true),
+            ("CARGO_MANIFEST_DIR", true),
+            ("CARGO_ENCODED_RUSTFLAGS", true),
+            ("CARGO_PRIMARY_PACKAGE", true),
+            ("CARGO_TARGET_TMPDIR", true),
+            ("RUSTC", true),
+            ("RUSTC_WRAPPER", true),
+            ("CARGO_HOME", false),
+            ("CARGO_TARGET_DIR", false),
+            ("RUSTUP_TOOLCHAIN", false),
+            ("PATH", false),
+        ] {
+            assert_eq!(is_cargo_test_var(name), removed, "{name}");
         }
     }
 }

@@ -2,8 +2,8 @@
 //! each stopped on drop — the Kubernetes test bed ([`kube_bed`]: `scripts/kube-up` /
 //! `scripts/kube-down`), `akv-webhook` ([`webhook`]), and akv-env's Key Vault harness with
 //! a token endpoint front that trusts the test bed's service-account issuer
-//! ([`keyvault`]) — plus [`kubectl`], the [`kubelet`] stand-in and the [`runner`] of the
-//! named steps. The image registry test bed and the harness client are
+//! ([`keyvault`]) — plus [`kubectl`], the way pods on the node reach those
+//! ([`pod_network`]) and the [`runner`] of the named steps. The image registry test bed and the harness client are
 //! `akv_testkit`'s, shared with the webhook's and akv-env's tests.
 //! Nothing here is skipped: a missing piece is a panic whose message says how to install it.
 
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod app_output;
 pub mod keyvault;
 pub mod kube_bed;
 pub mod kubectl;
-pub mod kubelet;
+pub mod pod_network;
 pub mod runner;
 pub mod webhook;
 

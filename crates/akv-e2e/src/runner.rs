@@ -28,6 +28,11 @@ pub trait Bed {
     fn recover(&mut self);
     /// Printed once at the end when any step failed (logs of the processes).
     fn failure_report(&self) -> String;
+    /// After the last step: stop everything and check that nothing is left behind; an
+    /// error fails the run like a failed step (named `teardown`).
+    fn teardown(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The command line, as libtest reads it (the options that make sense here).
@@ -181,8 +186,10 @@ pub fn run_main<B: Bed>(steps: &[Step<B>], setup: impl FnOnce() -> B) -> ExitCod
     }
     let t0 = Instant::now();
     let mut bed = setup();
-    eprintln!("e2e: set up in {:.1}s", t0.elapsed().as_secs_f64());
+    let setup_secs = t0.elapsed().as_secs_f64();
+    eprintln!("e2e: set up in {setup_secs:.1}s");
     let mut failed = Vec::new();
+    let mut times = vec![("set-up", setup_secs)];
     for (i, needed_by) in &plan {
         let step = &steps[*i];
         let why = needed_by
@@ -192,6 +199,7 @@ pub fn run_main<B: Bed>(steps: &[Step<B>], setup: impl FnOnce() -> B) -> ExitCod
         let t = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| (step.run)(&mut bed)));
         let secs = t.elapsed().as_secs_f64();
+        times.push((step.name, secs));
         match result {
             Ok(()) => eprintln!("e2e: ok   {} ({secs:.1}s)", step.name),
             Err(e) => {
@@ -209,6 +217,21 @@ pub fn run_main<B: Bed>(steps: &[Step<B>], setup: impl FnOnce() -> B) -> ExitCod
     if !failed.is_empty() {
         eprintln!("{}", bed.failure_report());
     }
+    let t = Instant::now();
+    let torn_down = bed.teardown();
+    let secs = t.elapsed().as_secs_f64();
+    times.push(("teardown", secs));
+    match torn_down {
+        Ok(()) => eprintln!("e2e: ok   teardown ({secs:.1}s)"),
+        Err(e) => {
+            eprintln!("e2e: FAIL teardown ({secs:.1}s): {e}");
+            failed.push("teardown");
+        }
+    }
+    eprintln!("e2e: times:");
+    for (name, secs) in &times {
+        eprintln!("e2e:   {secs:7.1}s  {name}");
+    }
     eprintln!(
         "e2e: {} steps, {} failed, {:.1}s",
         plan.len(),
@@ -216,7 +239,7 @@ pub fn run_main<B: Bed>(steps: &[Step<B>], setup: impl FnOnce() -> B) -> ExitCod
         t0.elapsed().as_secs_f64()
     );
     let filtered = steps.len() - plan.len();
-    let passed = plan.len() - failed.len();
+    let passed = plan.len() - failed.iter().filter(|f| **f != "teardown").count();
     if failed.is_empty() {
         println!("\ntest result: ok. {passed} passed; 0 failed; {filtered} filtered out");
         ExitCode::SUCCESS

@@ -25,26 +25,34 @@ impl NodeProcess {
         env: &BTreeMap<String, String>,
         stderr: Stdio,
     ) -> (NodeProcess, Value) {
-        let mut child = Command::new(node)
-            .arg(script)
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {node} {}: {e}", script.display()));
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            // An error leaves the line empty, which fails below with the script's name.
-            let _ = BufReader::new(stdout).read_line(&mut line);
-        }
-        let stdin = child.stdin.take();
-        let mut process = NodeProcess { child, stdin };
+        let mut cmd = Command::new(node);
+        cmd.arg(script).envs(env);
+        let (mut process, line) = NodeProcess::spawn(cmd, stderr);
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
             process.stop();
             panic!("{} did not start ({e}): {line:?}", script.display())
         });
         (process, ready)
+    }
+
+    /// Starts `cmd` (any program that prints a ready line and exits when its stdin
+    /// closes, e.g. `scripts/lib/node/tcp_relay.py`) with its stderr going to `stderr`;
+    /// returns the process and its first line of output (empty if it printed none).
+    /// Panics when it cannot be started.
+    pub fn spawn(mut cmd: Command, stderr: Stdio) -> (NodeProcess, String) {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            // An error leaves the line empty, which the caller reports with its name.
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let stdin = child.stdin.take();
+        (NodeProcess { child, stdin }, line)
     }
 
     /// Closes its stdin (it exits then) and waits up to 5 s before killing it.

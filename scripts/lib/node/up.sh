@@ -205,10 +205,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 EOF
   start containerd "$NODE_CONTAINERD" --config "$ndir/containerd/config.toml"
   wait_for containerd 30 "$NODE_CTR" --address "$node_sock" version
-  "$NODE_CTR" --address "$node_sock" -n k8s.io images import "$NODE_PAUSE_ARCHIVE" >"$dir/logs/ctr-import.log" 2>&1 ||
-    die "ctr images import of the pause image failed (log: $dir/logs/ctr-import.log)"
-  "$NODE_CTR" --address "$node_sock" -n k8s.io images ls -q | grep -qxF "$NODE_PAUSE_IMAGE" ||
-    die "the pause image $NODE_PAUSE_IMAGE is not in containerd after the import (log: $dir/logs/ctr-import.log)"
+  node_import_pause || {
+    log "the pause image $NODE_PAUSE_IMAGE is not in containerd after the import: importing it again (log: $dir/logs/ctr-import.log)"
+    node_import_pause ||
+      die "the pause image $NODE_PAUSE_IMAGE is not in containerd after two imports (log: $dir/logs/ctr-import.log; ctr --address $node_sock -n k8s.io images ls)"
+  }
+}
+
+# Imports the pause image, then waits up to 10 s for containerd to list it (the CRI plugin
+# can lag behind the import). Fails when it does not show.
+node_import_pause() {
+  local end
+  "$NODE_CTR" --address "$node_sock" -n k8s.io images import "$NODE_PAUSE_ARCHIVE" >>"$dir/logs/ctr-import.log" 2>&1 || return 1
+  end=$(( $(date +%s) + 10 ))
+  until "$NODE_CTR" --address "$node_sock" -n k8s.io images ls -q 2>>"$dir/logs/ctr-import.log" | grep -qxF "$NODE_PAUSE_IMAGE"; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.5
+  done
 }
 
 node_kubelet() {

@@ -1,11 +1,14 @@
-//! The bed every step shares: the Kubernetes test bed, akv-env's Key Vault harness
-//! behind a token endpoint front that trusts the API server's service-account issuer,
-//! the image registry with the test images, and our `akv-webhook`, set up once.
+//! The bed every step shares: the Kubernetes test bed with its node (a real kubelet and
+//! containerd), akv-env's Key Vault harness behind a token endpoint front that trusts the
+//! API server's service-account issuer (both reachable from the pod network through a
+//! relay on the bridge's gateway), the image registries with the test images, and our
+//! `akv-webhook`, set up once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use akv_e2e::pod_network::{gateway, PodTls, Relay, POD_NET, VAULT_HOST};
 use akv_e2e::runner::Bed;
 use akv_e2e::{
     free_port, repo, workspace_binary, KeyVault, Kubectl, TestBed, Webhook, WebhookConfig,
@@ -13,7 +16,6 @@ use akv_e2e::{
 use akv_testkit::random_hex;
 use akv_testkit::registry::{self as registry_bed, Registry};
 
-pub(crate) const ENV_IMAGE: &str = "registry.example/akv-injector:0.1.0";
 pub(crate) const APP_IMAGE: &str = "registry.example/shop/api:3.2.0";
 pub(crate) const OUR_WEBHOOK: &str = "pods.akv-injector.io";
 pub(crate) const OUR_CONFIG: &str = "akv-injector";
@@ -44,9 +46,18 @@ pub(crate) const IMG_WRONG_CREDENTIALS: (&str, &[&str], &[&str]) =
 pub(crate) const WEBHOOK_NS: &str = "akv-injector";
 pub(crate) const WEBHOOK_SA: &str = "akv-webhook";
 
-/// Everything one run shares. Fields drop in order: webhook, harness, then the test bed.
+/// Everything one run shares. Fields drop in order: webhook, relay, harness, then the
+/// test bed.
 pub(crate) struct Ctx {
     pub(crate) webhook: Webhook,
+    /// The node's view of the harness: the relay from the gateway, and what pods trust.
+    pub(crate) relay: Relay,
+    pub(crate) pod_tls: PodTls,
+    /// `https://akvnode.vault.azure.net`: the vault pods on the node read.
+    pub(crate) node_vault: String,
+    /// The akv-injector image in the node's registry (`--env-image`) and the test app.
+    pub(crate) env_image: String,
+    pub(crate) node_app_image: String,
     pub(crate) registry: Registry,
     /// The webhook's KUBECONFIG: service account akv-injector/akv-webhook.
     pub(crate) webhook_kubeconfig: PathBuf,
@@ -54,7 +65,6 @@ pub(crate) struct Ctx {
     pub(crate) bed: TestBed,
     pub(crate) k: Kubectl,
     pub(crate) work: tempfile::TempDir,
-    pub(crate) akv_env: PathBuf,
     /// `certs/make-certs.sh` output: our webhook's serving certificate and the caBundle.
     pub(crate) certs: PathBuf,
     /// Secret values stored in the vaults: none may appear in any stored object.
@@ -66,24 +76,58 @@ pub(crate) struct Ctx {
 pub(crate) fn setup() -> Ctx {
     TestBed::require_installed(); // first: fail at once, naming scripts/testbed-kube install
     let webhook_bin = workspace_binary("AKV_WEBHOOK_BIN", "akv-webhook", "akv-webhook");
-    let akv_env = workspace_binary("AKV_ENV_BIN", "akv-env", "akv-env");
     let work = tempfile::Builder::new()
         .prefix("akv-e2e-work.")
         .tempdir()
         .expect("work dir");
 
     // The Key Vault side first: the token endpoint's address must be known to kube-up,
-    // which makes the Workload Identity webhook inject it as AZURE_AUTHORITY_HOST.
+    // which makes the Workload Identity webhook inject it as AZURE_AUTHORITY_HOST: the
+    // bridge's gateway, where pods reach this machine (relayed to the front on loopback).
     let mut kv = KeyVault::start(work.path());
     let front_port = free_port();
-    let bed = TestBed::start(&[(
-        "AKV_TESTBED_AUTHORITY_HOST",
-        format!("https://localhost:{front_port}/"),
-    )]);
+    let t = std::time::Instant::now();
+    let mut bed = TestBed::start(&[
+        (
+            "AKV_TESTBED_AUTHORITY_HOST",
+            format!("https://{}:{front_port}/", gateway()),
+        ),
+        ("AKV_TESTBED_NODE", "1".into()),
+        ("AKV_TESTBED_POD_NET", POD_NET.into()),
+    ]);
+    eprintln!(
+        "e2e: kube-up with the node in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = std::time::Instant::now();
+    bed.push_node_images();
+    eprintln!(
+        "e2e: images built and pushed to the node's registry in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let k = bed.kubectl();
     let jwks = work.path().join("apiserver-jwks.json");
     std::fs::write(&jwks, k.ok(&["get", "--raw", "/openid/v1/jwks"])).expect("jwks");
-    kv.start_front(front_port, &jwks, bed.var("KUBE_SA_ISSUER"), work.path());
+    let pod_tls = PodTls::new(&work.path().join("pod-tls"));
+    kv.start_front(
+        front_port,
+        &jwks,
+        bed.var("KUBE_SA_ISSUER"),
+        work.path(),
+        Some((&pod_tls.cert, &pod_tls.key)),
+    );
+    let vault_port = kv.control(
+        "/vault-add",
+        serde_json::json!({"name": "node", "hostname": VAULT_HOST,
+                           "cert": pod_tls.cert_pem, "key": pod_tls.key_pem}),
+    )["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .expect("the harness names the node vault's port");
+    let relay = Relay::start(
+        &[(443, vault_port), (front_port, front_port)],
+        &work.path().join("tcp-relay.log"),
+    );
 
     // Our serving certificate and caBundle come from the shipped script (item 8: its
     // output is accepted by the API server), with 127.0.0.1 as an extra name.
@@ -96,8 +140,15 @@ pub(crate) fn setup() -> Ctx {
 
     // The image registry (TLS with its own CA, htpasswd) and the test images in it.
     let registry = Registry::start(true);
+    // one CA file for both registries: this one's, and the node's (the test bed CA)
     let registry_ca = work.path().join("registry-ca.crt");
-    std::fs::write(&registry_ca, &registry.ca_pem).expect("registry CA");
+    let node_registry_ca =
+        std::fs::read_to_string(bed.var("NODE_REGISTRY_CA")).expect("the node registry's CA");
+    std::fs::write(
+        &registry_ca,
+        format!("{}\n{node_registry_ca}", registry.ca_pem),
+    )
+    .expect("registry CA");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,7 +185,7 @@ pub(crate) fn setup() -> Ctx {
         bin: webhook_bin,
         tls_cert: certs.join("tls.crt"),
         tls_key: certs.join("tls.key"),
-        env_image: ENV_IMAGE.into(),
+        env_image: bed.var("NODE_ENV_IMAGE").into(),
         allow_vault_hosts: vec!["127.0.0.1".into(), "127.0.0.2".into()],
         registry_ca_file: Some(registry_ca),
         kubeconfig: Some(webhook_kubeconfig.clone()),
@@ -151,17 +202,23 @@ pub(crate) fn setup() -> Ctx {
     kv.secret("a", "db-password", &secrets["db-password"]);
     kv.secret("a", "stripe-key", &secrets["stripe-key"]);
     kv.secret("b", "partner-token", &secrets["partner-token"]);
+    kv.secret("node", "db-password", &secrets["db-password"]);
+    kv.secret("node", "stripe-key", &secrets["stripe-key"]);
     let node = kv.path("AKV_TESTBED_NODE").to_string();
     let app_mjs = kv.app_path();
     Ctx {
         webhook,
+        relay,
+        pod_tls,
+        node_vault: format!("https://{VAULT_HOST}"),
+        env_image: bed.var("NODE_ENV_IMAGE").into(),
+        node_app_image: bed.var("NODE_APP_IMAGE").into(),
         registry,
         webhook_kubeconfig,
         kv,
         k,
         bed,
         work,
-        akv_env,
         certs,
         secrets,
         node,
@@ -192,6 +249,23 @@ impl Bed for Ctx {
         // a step may have left our webhook stopped: later steps need it
         if !self.webhook.is_running() {
             self.webhook.resume();
+        }
+    }
+
+    fn teardown(&mut self) -> Result<(), String> {
+        self.webhook.stop();
+        self.relay.stop();
+        self.kv.stop();
+        self.bed.stop();
+        let left = self.bed.leftovers();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/kube-down {} left {}",
+                self.bed.dir().display(),
+                left.join(", ")
+            ))
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::bed::{Ctx, CLIENT_ID, ENV_IMAGE};
+use crate::bed::{Ctx, CLIENT_ID};
 
 pub(crate) fn env_of(c: &Value) -> BTreeMap<String, String> {
     c["env"]
@@ -32,6 +32,16 @@ pub(crate) fn mount<'a>(c: &'a Value, volume: &str) -> Option<&'a Value> {
     c["volumeMounts"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == volume))
+}
+
+/// The names of a pod's init containers, in order.
+pub(crate) fn init_container_names(p: &Value) -> Vec<&str> {
+    p["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
 }
 
 pub(crate) fn pod_name(p: &Value) -> &str {
@@ -63,7 +73,7 @@ pub(crate) fn check_injected(ctx: &Ctx, p: &Value, template: &Value) {
         "pod {name}: initContainers[0]"
     );
     assert_eq!(
-        init["image"], ENV_IMAGE,
+        init["image"], ctx.env_image,
         "pod {name}: init image (--env-image)"
     );
     assert_eq!(
@@ -171,13 +181,11 @@ pub(crate) fn check_untouched(p: &Value, template: &Value) {
     );
     let vols = p["spec"]["volumes"].to_string();
     assert!(!vols.contains("\"akv-injector\""), "pod {name}: {vols}");
-    let inits: Vec<&str> = p["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    assert_eq!(inits, ["migrate"], "pod {name}: init containers");
+    assert_eq!(
+        init_container_names(p),
+        ["migrate"],
+        "pod {name}: init containers"
+    );
     for tc in template["spec"]["containers"]
         .as_array()
         .expect("containers")

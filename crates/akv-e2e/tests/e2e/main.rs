@@ -2,7 +2,8 @@
 //! (`scripts/kube-up`: etcd, kube-apiserver, kube-controller-manager and the real Azure
 //! Workload Identity webhook), our `akv-webhook` registered beside it, akv-env's Key Vault
 //! harness behind a token endpoint that trusts the API server's service-account issuer,
-//! and a kubelet stand-in that runs the stored pods with the real `akv-env`. For
+//! and a node (a real kubelet and containerd, `AKV_TESTBED_NODE=1`) that runs injected
+//! pods with the real `akv-env` from the akv-injector image (issue 12). For
 //! containers without `command` (issue 5), a real image registry (Debian's
 //! `docker-registry`, TLS + htpasswd) holds test images; our webhook reads their
 //! ENTRYPOINT/CMD with the pull secrets it reads from the API server as the service
@@ -20,7 +21,8 @@
 mod admission;
 mod bed;
 mod checks;
-mod kubelet;
+mod node;
+mod node_pods;
 mod objects;
 mod operations;
 mod registration;
@@ -100,17 +102,60 @@ const STEPS: &[Step<Ctx>] = &[
         needs: &["registration::register"],
         run: registry::names_cannot_escape,
     },
+    // On the node, while our webhook is registered (operations::manifests replaces it).
+    Step {
+        name: "node::init_container_installs_under_restricted",
+        about: "7. a real kubelet runs an injected pod under restricted: akv-injector-install copied akv-env and exited 0, every container exited 0",
+        needs: &["registration::register"],
+        run: node::init_container_installs_under_restricted,
+    },
+    Step {
+        name: "node::app_sees_the_values_with_its_pid",
+        about: "7b. the app saw the values (digests), ${akv:...} in a value, an env.* annotation, no AKV_INJECTOR_* left, as PID 1",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::app_sees_the_values_with_its_pid,
+    },
+    Step {
+        name: "node::args_expanded_by_kubelet_then_resolved",
+        about: "7c. $(VAR) in args expanded by the kubelet, then resolved by akv-env; the rest of argv as written",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::args_expanded_by_kubelet_then_resolved,
+    },
+    Step {
+        name: "node::value_from_and_env_from_resolved",
+        about: "7d. references that come from a ConfigMap (valueFrom, envFrom) are resolved",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::value_from_and_env_from_resolved,
+    },
+    Step {
+        name: "node::no_command_runs_the_image_entrypoint",
+        about: "7e. a container without `command` ran the image's ENTRYPOINT/CMD (read by the webhook from the node's registry)",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::no_command_runs_the_image_entrypoint,
+    },
+    Step {
+        name: "node::restarted_container_fetches_again",
+        about: "7f. a container that exits is restarted and fetches again: a later start sees the value changed in the vault",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::restarted_container_fetches_again,
+    },
+    Step {
+        name: "node::untrusted_identity_never_starts_the_app",
+        about: "7g. an untrusted service account: CrashLoopBackOff, akv-env's message in the log, the app never ran",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::untrusted_identity_never_starts_the_app,
+    },
+    Step {
+        name: "node::native_sidecar_and_job",
+        about: "7h. a Job with a native sidecar (restartPolicy: Always init container): both injected, the Job completes",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node::native_sidecar_and_job,
+    },
     Step {
         name: "operations::webhook_down",
         about: "6. webhook down: opted-in namespaces fail (failurePolicy Fail), others work; back up: works",
         needs: &["admission::injected_deployment", "admission::not_sent"],
         run: operations::webhook_down,
-    },
-    Step {
-        name: "kubelet::app_sees_the_secrets",
-        about: "7. kubelet stand-in: the application sees the secrets; an untrusted service account fails",
-        needs: &["admission::injected_deployment"],
-        run: kubelet::app_sees_the_secrets,
     },
     Step {
         name: "operations::manifests",

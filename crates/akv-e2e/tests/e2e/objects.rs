@@ -1,5 +1,6 @@
-//! The objects the steps create: the contract's example Deployment made runnable by the
-//! kubelet stand-in, and namespaces bound to our identity.
+//! The objects the admission steps create: the contract's example Deployment (stored,
+//! its pods checked as the API server keeps them; the node steps run their own pods,
+//! `node_pods`), and namespaces bound to our identity.
 
 use serde_json::{json, Value};
 
@@ -15,9 +16,9 @@ pub(crate) fn restricted_container_security() -> Value {
     })
 }
 
-/// The pod template of the contract's example Deployment, made runnable by the kubelet
-/// stand-in: the app is akv-env's test app (`node app.mjs dump OUT ARGS...`), which writes
-/// what it sees (argv, env) to the `out` volume.
+/// The pod template of the contract's example Deployment: the app is akv-env's test app
+/// (`node app.mjs dump OUT ARGS...`). Its images are not in any registry: on the node
+/// these pods stay unpulled; the admission steps check them as stored.
 pub(crate) fn shop_template(ctx: &Ctx, sa: &str) -> Value {
     let vault_a = ctx.kv.vault_url("a");
     let vault_b_host = format!("127.0.0.2:{}", ctx.kv.vault_b);
