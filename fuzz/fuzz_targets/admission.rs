@@ -15,6 +15,8 @@ fn admission() -> &'static (Admission, tokio::runtime::Runtime) {
         let settings = InjectSettings {
             env_image: "akv-injector:fuzz".to_string(),
             allow_vault_hosts: HostPolicy::default(),
+            // On: the managed-identity path is one more the inputs can reach.
+            allow_managed_identity: true,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
