@@ -15,18 +15,8 @@ const budgetS = Number(process.env.SOAK_BUDGET ?? 8);
 const bin = process.env.AKV_ENV_BIN;
 if (!bin) throw new Error('AKV_ENV_BIN is not set');
 
-const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness(secrets);
-const env = envFor({
-  PATH: '/usr/bin:/bin',
-  SSL_CERT_FILE: process.env.AKV_TESTBED_CA,
-  AZURE_CLIENT_ID: clientId,
-  AZURE_TENANT_ID: tenant,
-  AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-  AZURE_AUTHORITY_HOST: `https://localhost:${ports.token}/`,
-  AKV_INJECTOR_VAULT: `https://127.0.0.1:${ports.vaults.a}`,
-  AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
-  AKV_INJECTOR_TIMEOUT: `${budgetS}s`,
-}, secrets);
+const { harness, control, podEnv } = await startSeededHarness(secrets);
+const env = envFor({ ...podEnv, AKV_INJECTOR_TIMEOUT: `${budgetS}s` }, secrets);
 
 // Storms, in turn: none, 429 with Retry-After 1 s on every object, 503s, a long 429 storm
 // that outlasts the budget (the start must then fail, but in time), dropped connections.

@@ -207,14 +207,7 @@ impl IdentitySettings {
         F: Fn(&str) -> I,
         I: IntoIterator<Item = &'a str>,
     {
-        let one = |var: &str| -> Option<String> {
-            values(var)
-                .into_iter()
-                .last()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
+        let one = |var: &str| settings::last_set(values(var));
         if values(ENV_AUTH).into_iter().count() > 1 {
             return Err(IdentitySettingsError::RepeatedAuth);
         }

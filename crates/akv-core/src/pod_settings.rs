@@ -110,14 +110,7 @@ impl PodSettings {
         F: Fn(&str) -> I,
         I: IntoIterator<Item = &'a str>,
     {
-        let one = |var: &'static str| -> Option<String> {
-            values(var)
-                .into_iter()
-                .last()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
+        let one = |var: &'static str| settings::last_set(values(var));
         fn parse<T>(
             var: &'static str,
             value: Option<String>,

@@ -166,6 +166,17 @@ pub fn parse_tenant(s: &str) -> Result<String, SettingError> {
     }
 }
 
+/// The value a variable set several times has (the last one, as Kubernetes and `execve`
+/// leave it), trimmed; empty counts as not set. For the `from_env` readers.
+pub fn last_set<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    values
+        .into_iter()
+        .last()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
 /// The values of `name` in a list of name/value pairs: the lookup that
 /// `PodSettings::from_pairs` and `IdentitySettings::from_pairs` give to their `from_env`.
 pub fn values_in<'a, K: AsRef<str>, V: AsRef<str>>(

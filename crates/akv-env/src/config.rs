@@ -108,16 +108,20 @@ impl EnvConfig {
     }
 }
 
+/// An environment from name/value pairs, for the table tests of the modules that read one.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect()
-    }
+    use super::test_env as env;
 
     const C1: &str = "11111111-1111-1111-1111-111111111111";
     const C2: &str = "22222222-2222-2222-2222-222222222222";

@@ -190,12 +190,7 @@ mod tests {
     const C1: &str = "11111111-1111-1111-1111-111111111111";
     const C2: &str = "22222222-2222-2222-2222-222222222222";
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Identities, String> {
         let env = env(pairs);

@@ -7,25 +7,14 @@
 // Env: AKV_TESTBED_HARNESS, AKV_TESTBED_CA (scripts/testbed-keyvault env), AKV_ENV_BIN.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { startSeededHarness } from './bench-setup.mjs';
+import { envFor, startSeededHarness } from './bench-setup.mjs';
 
 const OBJECTS = Number(process.env.OBJECTS ?? 20);
 const CHECKS = Number(process.env.CHECKS ?? 3);
 const bin = process.env.AKV_ENV_BIN;
 
-const { harness, ports, control, clientId, tenant, tokenFile } = await startSeededHarness(OBJECTS);
-const env = {
-  PATH: '/usr/bin:/bin',
-  SSL_CERT_FILE: process.env.AKV_TESTBED_CA,
-  AZURE_CLIENT_ID: clientId,
-  AZURE_TENANT_ID: tenant,
-  AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-  AZURE_AUTHORITY_HOST: `https://localhost:${ports.token}/`,
-  AKV_INJECTOR_VAULT: `https://127.0.0.1:${ports.vaults.a}`,
-  AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
-  AKV_INJECTOR_REFRESH: '2s',
-};
-for (let i = 0; i < OBJECTS; i++) env[`SECRET_${i}`] = `akv:bench-secret-${i}`;
+const { harness, control, podEnv } = await startSeededHarness(OBJECTS);
+const env = envFor({ ...podEnv, AKV_INJECTOR_REFRESH: '2s' }, OBJECTS);
 
 const reads = async () => {
   const s = (await control('/stats')).vaults.a ?? {};

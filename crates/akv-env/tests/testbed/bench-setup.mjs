@@ -43,7 +43,19 @@ export async function startSeededHarness(secrets = 50) {
   writeFileSync(tokenFile, (await control('/mint', { subject })).token);
   await control('/vault/a/grant', { client_id: clientId });
   for (let i = 0; i < secrets; i++) await control('/vault/a/secret', { name: `bench-secret-${i}`, value: `value-${i}-${'x'.repeat(32)}` });
-  return { harness, ports, control, clientId, tenant, tokenFile };
+  // akv-env's environment for this identity and vault a (what the webhook and Azure
+  // Workload Identity would set); callers add their references and settings.
+  const podEnv = {
+    PATH: '/usr/bin:/bin',
+    SSL_CERT_FILE: process.env.AKV_TESTBED_CA,
+    AZURE_CLIENT_ID: clientId,
+    AZURE_TENANT_ID: tenant,
+    AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+    AZURE_AUTHORITY_HOST: `https://localhost:${ports.token}/`,
+    AKV_INJECTOR_VAULT: `https://127.0.0.1:${ports.vaults.a}`,
+    AKV_INJECTOR_ALLOW_VAULT_HOSTS: '127.0.0.1',
+  };
+  return { harness, ports, control, clientId, tenant, tokenFile, podEnv };
 }
 
 /** BASE plus N variables SECRET_i referencing bench-secret-i. */
