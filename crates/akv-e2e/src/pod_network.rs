@@ -20,10 +20,18 @@ pub const POD_NET: &str = "10.211.0";
 
 /// The vault pods use: a Key Vault DNS name (allowed without `--allow-vault-host`).
 pub const VAULT_HOST: &str = "akvnode.vault.azure.net";
+/// A second vault, for pods that read two (one client id per vault), at port 443 of the
+/// bridge's second address ([`gateway2`]; pods resolve the name to it with `hostAliases`).
+pub const VAULT2_HOST: &str = "akvnode2.vault.azure.net";
 
 /// The bridge's gateway address: where pods reach this machine.
 pub fn gateway() -> String {
     format!("{POD_NET}.1")
+}
+
+/// The bridge's second address (`NODE_GATEWAY2_IP` of scripts/kube-up): this machine too.
+pub fn gateway2() -> String {
+    format!("{POD_NET}.253")
 }
 
 /// The pods' certificates: a CA of their own and one serving certificate.
@@ -37,7 +45,8 @@ pub struct PodTls {
 }
 
 impl PodTls {
-    /// A fresh CA and a certificate for loopback, the gateway and [`VAULT_HOST`], written
+    /// A fresh CA and a certificate for loopback, the gateway, [`VAULT_HOST`] and
+    /// [`VAULT2_HOST`], written
     /// to `dir/tls.crt` and `dir/tls.key`.
     pub fn new(dir: &Path) -> PodTls {
         std::fs::create_dir_all(dir).expect("pod TLS dir");
@@ -45,7 +54,15 @@ impl PodTls {
         let gw = gateway();
         let leaf = ca.leaf(
             VAULT_HOST,
-            &["localhost", "127.0.0.1", "127.0.0.2", &gw, VAULT_HOST],
+            &[
+                "localhost",
+                "127.0.0.1",
+                "127.0.0.2",
+                &gw,
+                &gateway2(),
+                VAULT_HOST,
+                VAULT2_HOST,
+            ],
         );
         let (cert, key) = leaf.write_pem(dir);
         PodTls {
@@ -63,15 +80,15 @@ impl PodTls {
 pub struct Relay(NodeProcess);
 
 impl Relay {
-    /// Relays each `(gateway port, loopback port)`; waits for its `ready` line. Panics with
-    /// its log when it does not start (e.g. the bridge is not up).
-    pub fn start(pairs: &[(u16, u16)], log: &Path) -> Relay {
+    /// Relays each `(address on the bridge, port, loopback port)`; waits for its `ready`
+    /// line. Panics with its log when it does not start (e.g. the bridge is not up).
+    pub fn start(pairs: &[(String, u16, u16)], log: &Path) -> Relay {
         let gw = gateway();
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("scripts/lib/node/tcp_relay.py")).args(
             pairs
                 .iter()
-                .map(|(listen, target)| format!("{gw}:{listen}=127.0.0.1:{target}")),
+                .map(|(ip, listen, target)| format!("{ip}:{listen}=127.0.0.1:{target}")),
         );
         let stderr = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));

@@ -178,7 +178,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Runs the test bed's openssl in `dir`; panics unless it succeeds; returns stdout.
-pub fn openssl(tb: &Testbed, dir: &Path, args: &[&str]) -> String {
+pub fn openssl(tb: &Harness, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(tb.path("AKV_TESTBED_OPENSSL"))
         .current_dir(dir)
         .args(args)
@@ -194,7 +194,7 @@ pub fn openssl(tb: &Testbed, dir: &Path, args: &[&str]) -> String {
 
 /// A self-signed RSA certificate made by openssl in `dir`: `key` and `cert` (PEM), valid
 /// for 2 days, with `extra` arguments (e.g. `-addext ...`).
-pub fn self_signed(tb: &Testbed, dir: &Path, key: &str, cert: &str, subject: &str, extra: &[&str]) {
+pub fn self_signed(tb: &Harness, dir: &Path, key: &str, cert: &str, subject: &str, extra: &[&str]) {
     let mut args = vec![
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days",
         "2", "-subj", subject,

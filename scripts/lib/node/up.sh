@@ -21,6 +21,10 @@
 node_net="${AKV_TESTBED_POD_NET:-10.211.0}"
 node_name="${AKV_TESTBED_NODE_NAME:-akv-testbed-node}"
 node_gw="$node_net.1"
+# A second address of this machine on the pod network (pods get .2-.250): where the end to
+# end tests serve a second vault on port 443 (a vault's DNS name cannot carry a port in
+# every place it is written, e.g. the akv-injector.io/client-id.<VAULT> annotation).
+node_gw2="$node_net.253"
 node_bridge=akvtb0
 node_cgroup_root=akv-testbed
 ndir="$dir/node"
@@ -121,6 +125,7 @@ EOF
 node_network() {
   ip link add "$node_bridge" type bridge || die "could not create the bridge $node_bridge (ip link add)"
   ip addr add "$node_gw/24" dev "$node_bridge" || die "could not give $node_gw/24 to $node_bridge"
+  ip addr add "$node_gw2/32" dev "$node_bridge" || die "could not give $node_gw2/32 to $node_bridge"
   ip link set "$node_bridge" up || die "could not bring $node_bridge up"
   # isGateway false: the bridge already has the gateway address, and pods get no default
   # route (only their /24): they can reach this machine and each other, nothing else.
@@ -132,7 +137,7 @@ node_network() {
     {
       "type": "bridge", "bridge": "$node_bridge", "isGateway": false, "ipMasq": false, "hairpinMode": true,
       "ipam": {"type": "host-local", "dataDir": "$ndir/cni/ipam",
-               "ranges": [[{"subnet": "$node_net.0/24", "rangeStart": "$node_net.2", "rangeEnd": "$node_net.254"}]]}
+               "ranges": [[{"subnet": "$node_net.0/24", "rangeStart": "$node_net.2", "rangeEnd": "$node_net.250"}]]}
     }
   ]
 }
@@ -299,6 +304,7 @@ node_env() {
   cat <<EOF
 export NODE_NAME=$node_name
 export NODE_GATEWAY_IP=$node_gw
+export NODE_GATEWAY2_IP=$node_gw2
 export NODE_POD_CIDR=$node_net.0/24
 export NODE_CONTAINERD_ADDRESS=$node_sock
 export NODE_CTR=$NODE_CTR

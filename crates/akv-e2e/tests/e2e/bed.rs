@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use akv_e2e::pod_network::{gateway, PodTls, Relay, POD_NET, VAULT_HOST};
+use akv_e2e::pod_network::{gateway, gateway2, PodTls, Relay, POD_NET, VAULT2_HOST, VAULT_HOST};
 use akv_e2e::runner::Bed;
 use akv_e2e::{
     free_port, repo, workspace_binary, KeyVault, Kubectl, TestBed, Webhook, WebhookConfig,
@@ -55,6 +55,11 @@ pub(crate) struct Ctx {
     pub(crate) pod_tls: PodTls,
     /// `https://akvnode.vault.azure.net`: the vault pods on the node read.
     pub(crate) node_vault: String,
+    /// `https://akvnode2.vault.azure.net`: the second one (harness vault `node2`).
+    pub(crate) node_vault2: String,
+    /// The token endpoint as pods reach it (`AZURE_AUTHORITY_HOST`): the front, through the
+    /// relay on the gateway.
+    pub(crate) authority_host: String,
     /// The akv-injector image in the node's registry (`--env-image`) and the test app.
     pub(crate) env_image: String,
     pub(crate) node_app_image: String,
@@ -87,11 +92,9 @@ pub(crate) fn setup() -> Ctx {
     let mut kv = KeyVault::start(work.path());
     let front_port = free_port();
     let t = std::time::Instant::now();
+    let authority_host = format!("https://{}:{front_port}/", gateway());
     let mut bed = TestBed::start(&[
-        (
-            "AKV_TESTBED_AUTHORITY_HOST",
-            format!("https://{}:{front_port}/", gateway()),
-        ),
+        ("AKV_TESTBED_AUTHORITY_HOST", authority_host.clone()),
         ("AKV_TESTBED_NODE", "1".into()),
         ("AKV_TESTBED_POD_NET", POD_NET.into()),
     ]);
@@ -124,8 +127,20 @@ pub(crate) fn setup() -> Ctx {
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())
         .expect("the harness names the node vault's port");
+    let vault2_port = kv.control(
+        "/vault-add",
+        serde_json::json!({"name": "node2", "hostname": VAULT2_HOST,
+                           "cert": pod_tls.cert_pem, "key": pod_tls.key_pem}),
+    )["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .expect("the harness names the second node vault's port");
     let relay = Relay::start(
-        &[(443, vault_port), (front_port, front_port)],
+        &[
+            (gateway(), 443, vault_port),
+            (gateway(), front_port, front_port),
+            (gateway2(), 443, vault2_port),
+        ],
         &work.path().join("tcp-relay.log"),
     );
 
@@ -211,6 +226,8 @@ pub(crate) fn setup() -> Ctx {
         relay,
         pod_tls,
         node_vault: format!("https://{VAULT_HOST}"),
+        node_vault2: format!("https://{VAULT2_HOST}"),
+        authority_host,
         env_image: bed.var("NODE_ENV_IMAGE").into(),
         node_app_image: bed.var("NODE_APP_IMAGE").into(),
         registry,

@@ -22,7 +22,10 @@ mod admission;
 mod bed;
 mod checks;
 mod node;
+mod node_files;
+mod node_identities;
 mod node_pods;
+mod node_refresh;
 mod objects;
 mod operations;
 mod registration;
@@ -150,6 +153,36 @@ const STEPS: &[Step<Ctx>] = &[
         about: "7h. a Job with a native sidecar (restartPolicy: Always init container): both injected, the Job completes",
         needs: &["node::init_container_installs_under_restricted"],
         run: node::native_sidecar_and_job,
+    },
+    Step {
+        name: "node_files::certificate_and_json_fields_as_files",
+        about: "7i. file.* annotations: a certificate and key and a file with #json: fields, written 0400 for the container's user before the app ran",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node_files::certificate_and_json_fields_as_files,
+    },
+    Step {
+        name: "node_identities::service_principal_secret_and_certificate",
+        about: "7j. auth: service-principal, a client secret (secretKeyRef) and a certificate (Secret volume): one token each, no credential reaches the app",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node_identities::service_principal_secret_and_certificate,
+    },
+    Step {
+        name: "node_identities::one_client_id_per_vault",
+        about: "7k. client-id.<VAULT>: two vaults that each trust only their own client id, one token exchange per client id",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node_identities::one_client_id_per_vault,
+    },
+    Step {
+        name: "node_identities::managed_identity_refused_without_the_flag",
+        about: "7l. auth: managed-identity on a webhook started without --allow-managed-identity: refused with our message",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node_identities::managed_identity_refused_without_the_flag,
+    },
+    Step {
+        name: "node_refresh::rotated_secret_restarts_the_container",
+        about: "7m. refresh: 1m: a secret rotated in the vault stops the app (akv-env exits 75), the kubelet restarts it, the new start sees the new value",
+        needs: &["node::init_container_installs_under_restricted"],
+        run: node_refresh::rotated_secret_restarts_the_container,
     },
     Step {
         name: "operations::webhook_down",

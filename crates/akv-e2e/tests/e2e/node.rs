@@ -22,7 +22,7 @@ use crate::objects::{in_ns, pod};
 const SHOP: &str = "shop";
 const DATABASE_URL: &str = "postgres://shop:${akv:db-password}@db:5432/shop";
 
-fn print_digests() -> Value {
+pub(crate) fn print_digests() -> Value {
     json!(["/bin/sh", PRINT_DIGESTS])
 }
 
@@ -31,7 +31,7 @@ fn secret(ctx: &Ctx, name: &str) -> String {
 }
 
 /// Waits until pod `name` has finished (Succeeded or Failed); returns it.
-fn wait_finished(ctx: &Ctx, name: &str, secs: u64) -> Value {
+pub(crate) fn wait_finished(ctx: &Ctx, name: &str, secs: u64) -> Value {
     wait_pod(ctx, name, secs, "Succeeded or Failed", |p| {
         matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then(|| p.clone())
     })

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use akv_e2e::pod_network::{gateway, VAULT_HOST};
+use akv_e2e::pod_network::{gateway, gateway2, VAULT2_HOST, VAULT_HOST};
 use serde_json::{json, Value};
 
 use crate::bed::{Ctx, CLIENT_ID, INJECT};
@@ -115,7 +115,8 @@ pub(crate) fn node_template(ctx: &Ctx, sa: &str, restart: &str, containers: Valu
             "restartPolicy": restart,
             "terminationGracePeriodSeconds": 1,
             "imagePullSecrets": [{"name": "regcred"}],
-            "hostAliases": [{"ip": gateway(), "hostnames": [VAULT_HOST]}],
+            "hostAliases": [{"ip": gateway(), "hostnames": [VAULT_HOST]},
+                            {"ip": gateway2(), "hostnames": [VAULT2_HOST]}],
             "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": containers,

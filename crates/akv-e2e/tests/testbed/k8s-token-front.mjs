@@ -12,6 +12,10 @@
 //      (system:serviceaccount:NS:SA) and forwards the request with it; the harness checks
 //      that subject against the credential registered for the client id and tenant
 //      (AADSTS700213 otherwise) and issues the access token the harness's vaults accept.
+//   3. A service principal's request (a client_secret, or a certificate assertion whose
+//      issuer is the client id, not the cluster) goes to the harness as it came, which
+//      checks it against the principal registered there; x-forwarded-host tells the
+//      harness the token URL the pod used (a certificate assertion's audience).
 //
 // Why a front rather than a harness option: the harness verifies assertions against its
 // own in-process issuer key and listens on a random port, while kube-up must know the
@@ -61,9 +65,17 @@ function mint(subject) {
   });
 }
 
+// Whether the request carries a federated assertion of the cluster's issuer (step 1):
+// anything else is a service principal's (step 3). An assertion that claims the cluster's
+// issuer is always verified against its keys.
+function fromCluster(form) {
+  if (form.has('client_secret')) return false;
+  try { return jose.decodeJwt(form.get('client_assertion') ?? '').iss === issuer; } catch { return true; }
+}
+
 function forward(req, res, body) {
   const up = https.request({ host: 'localhost', port: tokenPort, path: req.url, method: req.method, ca: harnessCa,
-    headers: { ...req.headers, host: `localhost:${tokenPort}`, 'content-length': Buffer.byteLength(body) } }, (r) => {
+    headers: { ...req.headers, host: `localhost:${tokenPort}`, 'x-forwarded-host': req.headers.host, 'content-length': Buffer.byteLength(body) } }, (r) => {
     res.writeHead(r.statusCode, r.headers);
     r.pipe(res);
   });
@@ -81,6 +93,7 @@ const server = https.createServer(tls, (req, res) => {
     }
     if (req.method !== 'POST' || !/^\/[^/?]+\/oauth2\/v2\.0\/token(\?.*)?$/.test(req.url)) return forward(req, res, raw);
     const form = new URLSearchParams(raw);
+    if (!fromCluster(form)) { bump(stats.accepted, 'service-principal'); return forward(req, res, raw); }
     let payload;
     try {
       ({ payload } = await jose.jwtVerify(form.get('client_assertion') ?? '', jwks, { issuer, audience: FEDERATED_AUDIENCE }));

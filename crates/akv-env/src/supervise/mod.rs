@@ -23,6 +23,7 @@
 pub mod changes;
 pub mod parent;
 pub mod process;
+pub mod resident;
 pub mod schedule;
 
 use std::ffi::OsString;

@@ -103,6 +103,8 @@ pub async fn supervise(app: Pid, report: OwnedFd, signals: SignalFd, settings: S
                             tokio::spawn(check_loop(watched, identities, settings.interval, settings.timeout, tx));
                             rounds = Some(rx);
                         }
+                        // From here on the parent mostly waits (see resident.rs).
+                        super::resident::shed_own_code();
                     }
                     Ok(n) => {
                         if text.len() + n > MAX_REPORT {
@@ -142,6 +144,10 @@ pub async fn supervise(app: Pid, report: OwnedFd, signals: SignalFd, settings: S
                     rounds = None;
                     process::send(app, Signal::SIGTERM);
                     kill_at = Some(Instant::now() + settings.grace);
+                } else {
+                    // Until the next round the parent only waits: give back the code pages
+                    // this round mapped; the next one reads them back from the file.
+                    super::resident::shed_own_code();
                 }
             }
             _ = async { if let Some(at) = kill_at { tokio::time::sleep_until(at).await } }, if kill_at.is_some() => {

@@ -1,5 +1,6 @@
 //! The process side of restart on change, on `nix`: the signals the parent takes over,
-//! the fork, reaping, and exit statuses. The fork is the crate's only `unsafe`.
+//! the fork, reaping, and exit statuses. The fork is one of the crate's two `unsafe` calls
+//! (the other: `madvise` in `resident.rs`).
 
 use std::os::fd::OwnedFd;
 

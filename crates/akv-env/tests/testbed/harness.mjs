@@ -185,7 +185,10 @@ const tokenServer = https.createServer(tls, (req, res) => {
       return json(400, { error: 'unsupported_grant_type', error_description: 'AADSTS70003: grant_type must be client_credentials' });
     }
     if (servicePrincipals.has(clientId)) {
-      const tokenUrl = `https://localhost:${tokenServer.address().port}/${m[1]}/oauth2/v2.0/token`;
+      // The audience of a certificate assertion is the token URL the client used: this
+      // server's, or the end-to-end front's (which names it in x-forwarded-host).
+      const host = req.headers['x-forwarded-host'] ?? `localhost:${tokenServer.address().port}`;
+      const tokenUrl = `https://${host}/${m[1]}/oauth2/v2.0/token`;
       const refused = await checkServicePrincipal(body, tenant, tokenUrl);
       if (refused) {
         bump(stats.tokenFailures, clientId);
