@@ -96,10 +96,16 @@ pub(crate) fn normalise(p: &Value) -> Value {
     if let Some(l) = labels.as_object_mut() {
         l.remove("pod-template-hash");
     }
+    // What admission stored, not what came after it: the scheduler may have bound one pod
+    // to the test bed's node (spec.nodeName) and not yet the other.
+    let mut spec = p["spec"].clone();
+    if let Some(s) = spec.as_object_mut() {
+        s.remove("nodeName");
+    }
     let mut v = json!({
         "annotations": p["metadata"]["annotations"],
         "labels": labels,
-        "spec": p["spec"],
+        "spec": spec,
     });
     walk(&mut v);
     v
