@@ -14,6 +14,9 @@
 # shellcheck source-path=SCRIPTDIR source=venv.sh
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
+# The zig pins of venv.sh, as the Dockerfile must install them too.
+AKV_ZIG_PINS=$(printf '%s ' "${AKV_PY_TOOLS[@]}" | grep -Eo 'cargo-zigbuild==[^ ]+ ziglang==[^ ]+')
+
 # The commands, with $RUST_TARGET as the Dockerfile writes it.
 AKV_MUSL_BUILD_CMDS='cargo zigbuild --profile dist --locked --target $RUST_TARGET --bin akv-webhook
 cargo zigbuild --profile release-size --locked --target $RUST_TARGET --bin akv-env'
@@ -22,7 +25,7 @@ cargo zigbuild --profile release-size --locked --target $RUST_TARGET --bin akv-e
 akv_musl_target_dir() {
   if [[ -z ${AKV_MUSL_TARGET_DIR:-} ]]; then
     local key
-    key=$(printf '%s %s' "$(rustc -V 2>/dev/null)" "$(printf '%s ' "${AKV_PY_TOOLS[@]}" | grep -Eo 'cargo-zigbuild==[^ ]+ ziglang==[^ ]+')" |
+    key=$(printf '%s %s' "$(rustc -V 2>/dev/null)" "$AKV_ZIG_PINS" |
       sha256sum | cut -c1-12)
     AKV_MUSL_TARGET_DIR=$AKV_CACHE/musl-target/$key
   fi

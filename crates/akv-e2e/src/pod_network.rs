@@ -83,7 +83,6 @@ impl Relay {
     /// Relays each `(address on the bridge, port, loopback port)`; waits for its `ready`
     /// line. Panics with its log when it does not start (e.g. the bridge is not up).
     pub fn start(pairs: &[(String, u16, u16)], log: &Path) -> Relay {
-        let gw = gateway();
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("scripts/lib/node/tcp_relay.py")).args(
             pairs
@@ -96,7 +95,11 @@ impl Relay {
         if line.trim() != "ready" {
             process.stop();
             panic!(
-                "tcp_relay.py did not start on {gw} (is the node's bridge up?): {}",
+                "tcp_relay.py did not start on {:?} (is the node's bridge up?): {}",
+                pairs
+                    .iter()
+                    .map(|(ip, port, _)| format!("{ip}:{port}"))
+                    .collect::<Vec<_>>(),
                 crate::tail(log, 20)
             );
         }
