@@ -1,8 +1,8 @@
 //! Reading objects from Key Vault: the [`SecretSource`] seam, and its parts: the retry
 //! policy, pure ([`retry`]); what a failed call means ([`classify`]); the Azure
 //! implementation ([`azure`]) with its one client per vault ([`vault`]) and one token per
-//! audience ([`tokens`]); and akv-env's own limits: one HTTP client with capped
-//! bodies ([`http`]), tokens only for Key Vault audiences ([`audience`]), and a bounded
+//! audience ([`tokens`]); and akv-env's own limits: one way to open connections
+//! ([`dial`]), HTTP clients with capped bodies ([`http`]) and one TLS set-up ([`tls`]), tokens only for Key Vault audiences ([`audience`]), and a bounded
 //! read of the federated token file ([`token_file`]).
 
 pub mod audience;
@@ -11,10 +11,12 @@ pub mod certificate;
 pub mod classify;
 pub mod credentials;
 pub mod current;
+pub mod dial;
 pub mod http;
 pub mod imds;
 pub mod proxy;
 pub mod retry;
+pub mod tls;
 pub mod token_file;
 pub mod tokens;
 pub mod vault;

@@ -2,7 +2,8 @@
 //! audience: [`super::credentials`], [`super::tokens::SharedTokens`]) and one
 //! Key Vault client per vault ([`VaultClient`]; why not the SDK's three clients is written
 //! there) on its own HTTP/2 connection ([`VaultHttp`]), the token exchange over the shared
-//! reqwest client, both with one TLS set-up and capped bodies. The objects are decoded with
+//! pooling client ([`CappedHttp`]), both through one [`Dialer`] (one TLS set-up, the
+//! environment's proxy) and with capped bodies. The objects are decoded with
 //! the azure_security_keyvault_* models.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,9 +24,11 @@ use crate::plan::{ObjectId, Plan};
 
 use super::classify::classify;
 use super::credentials::CredentialSet;
-use super::http::{tls_config, CappedHttp, HttpSetup, MAX_BODY};
+use super::dial::Dialer;
+use super::http::{CappedHttp, HttpSetup, MAX_BODY};
 use super::proxy;
 use super::retry::with_retries;
+use super::tls::tls_config;
 use super::vault::VaultClient;
 use super::vault_http::VaultHttp;
 use super::{Fetched, SecretSource};
@@ -75,7 +78,6 @@ impl AzureSource {
     ) -> Result<Self, crate::Error> {
         let deadline = Instant::now() + timeout;
         let mut clients = Clients::new(identities, deadline, timeout, http)?;
-        let setup = http;
         let vaults = plan
             .objects
             .keys()
@@ -86,7 +88,7 @@ impl AzureSource {
                 let parsed = Url::parse(&url.url()).map_err(|e| {
                     crate::Error::Identity(format!("cannot use the vault URL {url}: {e}"))
                 })?;
-                let connection = clients.connection(&parsed, setup);
+                let connection = clients.connection(&parsed);
                 let tokens = clients.credentials.tokens_for(&url)?;
                 let client = VaultClient::new(url.clone(), connection, tokens, deadline, timeout);
                 Ok((url, client))
@@ -135,12 +137,12 @@ impl AzureSource {
 /// What every Key Vault call of the pod's identities shares: one credential per distinct
 /// client id ([`CredentialSet`]: each keeps its token until that nears expiry, and the
 /// workload identity one reads the token file again when Kubernetes has rotated it), the
-/// HTTP client of the token exchange, the one TLS set-up, and the environment's proxies.
+/// HTTP client of the token exchange, and the dialer (the one TLS set-up, the
+/// environment's proxies).
 pub struct Clients {
     pub credentials: CredentialSet,
     pub http: Arc<dyn HttpClient>,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub proxies: proxy::Matcher,
+    pub dialer: Arc<Dialer>,
 }
 
 impl Clients {
@@ -152,35 +154,25 @@ impl Clients {
         timeout: Duration,
         setup: &HttpSetup,
     ) -> Result<Self, crate::Error> {
-        // One TLS set-up; the token exchange (and any vault that does not speak HTTP/2, or
-        // that a proxy covers) on reqwest; each other vault on its own HTTP/2 connection;
-        // every body capped.
+        // One TLS set-up and the container's HTTPS_PROXY/NO_PROXY, in one dialer; the
+        // token exchange (and any vault that does not speak HTTP/2) on the pooling
+        // client; each other vault on its own HTTP/2 connection; every body capped.
         let tls = tls_config(setup).map_err(crate::Error::Identity)?;
-        let http: Arc<dyn HttpClient> =
-            Arc::new(CappedHttp::new(setup, &tls, MAX_BODY).map_err(crate::Error::Identity)?);
+        let dialer = Arc::new(Dialer::new(setup, tls, proxy::from_env()));
+        let http: Arc<dyn HttpClient> = Arc::new(CappedHttp::new(dialer.clone(), MAX_BODY));
         // One credential per distinct client id (see `credentials`), checked and read
         // (token file, certificate) before any network traffic.
         let credentials = CredentialSet::new(identities, http.clone(), deadline, timeout)?;
         Ok(Clients {
             credentials,
             http,
-            tls,
-            // The container's HTTPS_PROXY/NO_PROXY, as the reqwest client reads them.
-            proxies: proxy::from_env(),
+            dialer,
         })
     }
 
     /// The connection to `vault` (not opened yet).
-    pub fn connection(&self, vault: &Url, setup: &HttpSetup) -> VaultHttp {
-        let proxied = proxy::is_proxied(&self.proxies, vault);
-        VaultHttp::new(
-            vault,
-            setup,
-            self.tls.clone(),
-            self.http.clone(),
-            MAX_BODY,
-            proxied,
-        )
+    pub fn connection(&self, vault: &Url) -> VaultHttp {
+        VaultHttp::new(vault, self.dialer.clone(), self.http.clone(), MAX_BODY)
     }
 }
 

@@ -25,7 +25,6 @@ use serde::Deserialize;
 use crate::plan::ObjectId;
 
 use super::azure::Clients;
-use super::http::HttpSetup;
 use super::vault::VaultClient;
 
 /// An object read at "latest", and the version that was read. No value.
@@ -214,18 +213,13 @@ fn wipe(body: Bytes) {
 /// per vault and closes it when done, so nothing stays open between intervals.
 pub struct Checker {
     clients: Clients,
-    setup: HttpSetup,
     /// How long one check may take.
     timeout: Duration,
 }
 
 impl Checker {
-    pub fn new(clients: Clients, setup: HttpSetup, timeout: Duration) -> Self {
-        Checker {
-            clients,
-            setup,
-            timeout,
-        }
+    pub fn new(clients: Clients, timeout: Duration) -> Self {
+        Checker { clients, timeout }
     }
 
     /// The current version of each object, in order: one request per object, all at once.
@@ -246,7 +240,7 @@ impl Checker {
                         .credentials
                         .tokens_for(&w.vault)
                         .map_err(|e| e.to_string())?;
-                    let http = self.clients.connection(&parsed, &self.setup);
+                    let http = self.clients.connection(&parsed);
                     Ok(VaultClient::new(
                         w.vault.clone(),
                         http,

@@ -1,24 +1,28 @@
-//! Whether a vault is reached through an HTTP proxy from the container's environment
+//! Whether an origin is reached through an HTTP proxy from the container's environment
 //! (`HTTPS_PROXY`/`https_proxy`, `ALL_PROXY`/`all_proxy`, `NO_PROXY`/`no_proxy`, read as
-//! curl and reqwest read them: hyper-util's [`Matcher`], the one reqwest uses). Clusters
-//! with an egress proxy (AKS's HTTP proxy feature sets these variables in every pod) reach
-//! Key Vault only through it: a vault the proxy covers is sent to the shared reqwest
-//! client, which tunnels through the proxy (CONNECT), instead of the vault's own direct
-//! HTTP/2 connection ([`super::vault_http`]).
+//! curl reads them: hyper-util's [`Matcher`]). Clusters with an egress proxy (AKS's HTTP
+//! proxy feature sets these variables in every pod) reach Entra ID and Key Vault only
+//! through it: [`super::dial`] then opens a CONNECT tunnel through the proxy, and TLS and
+//! HTTP/2 run inside it as on a direct connection.
 
-use azure_core::http::Url;
+use http::{HeaderValue, Uri};
 pub use hyper_util::client::proxy::matcher::Matcher;
+
+use super::dial::bracketed;
 
 /// The proxy settings of akv-env's own environment.
 pub fn from_env() -> Matcher {
     Matcher::from_env()
 }
 
-/// True when requests to `url` go through a proxy under `matcher`.
-pub fn is_proxied(matcher: &Matcher, url: &Url) -> bool {
-    url.as_str()
-        .parse::<http::Uri>()
-        .is_ok_and(|uri| matcher.intercept(&uri).is_some())
+/// The proxy (its URL, and its `Proxy-Authorization` from the URL's user and password)
+/// for `https://HOST:PORT` under `matcher`, or `None` for a direct connection.
+pub fn intercept(matcher: &Matcher, host: &str, port: u16) -> Option<(Uri, Option<HeaderValue>)> {
+    let uri = format!("https://{}:{port}", bracketed(host))
+        .parse::<Uri>()
+        .ok()?;
+    let found = matcher.intercept(&uri)?;
+    Some((found.uri().clone(), found.basic_auth().cloned()))
 }
 
 #[cfg(test)]
@@ -98,9 +102,11 @@ mod tests {
             ),
         ];
         for (https, all, no, vault, want) in cases {
-            let url = Url::parse(vault).expect("url");
+            let url = azure_core::http::Url::parse(vault).expect("url");
+            let host = url.host_str().expect("host");
+            let port = url.port_or_known_default().expect("port");
             assert_eq!(
-                is_proxied(&matcher(https, all, no), &url),
+                intercept(&matcher(https, all, no), host, port).is_some(),
                 want,
                 "HTTPS_PROXY={https} ALL_PROXY={all} NO_PROXY={no} {vault}"
             );

@@ -212,7 +212,10 @@ mod tests {
     use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
     use azure_core::http::AsyncRawResponse;
 
-    use crate::keyvault::http::{tls_config, HttpSetup};
+    use crate::keyvault::dial::Dialer;
+    use crate::keyvault::http::HttpSetup;
+    use crate::keyvault::proxy::Matcher;
+    use crate::keyvault::tls::tls_config;
 
     /// Never called: the test below only measures futures.
     #[derive(Debug)]
@@ -247,7 +250,8 @@ mod tests {
         let setup = HttpSetup::default();
         let tls = tls_config(&setup).expect("tls");
         let parsed = Url::parse(&url.url()).expect("url");
-        let http = VaultHttp::new(&parsed, &setup, tls, Arc::new(Unused), 1024, false);
+        let dialer = Arc::new(Dialer::new(&setup, tls, Matcher::builder().build()));
+        let http = VaultHttp::new(&parsed, dialer, Arc::new(Unused), 1024);
         let deadline = Instant::now() + Duration::from_secs(1);
         let tokens = Arc::new(SharedTokens::new(
             Arc::new(Unused),

@@ -213,7 +213,7 @@ async fn check_loop(
                 &HttpSetup::default(),
             ) {
                 Ok(clients) => {
-                    let mut c = Checker::new(clients, HttpSetup::default(), timeout);
+                    let mut c = Checker::new(clients, timeout);
                     let round = compare(&watched, &c.check(&watched).await);
                     checker = Some(c);
                     round
