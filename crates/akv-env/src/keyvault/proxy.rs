@@ -112,4 +112,29 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_proxy_urls_user_and_password_become_its_authorization() {
+        use base64::Engine as _;
+        let with_user = Matcher::builder()
+            .https("http://team:s3cret@proxy.corp:3128")
+            .build();
+        let (uri, auth) = intercept(&with_user, "kv.vault.azure.net", 443).expect("proxied");
+        assert_eq!(uri.host(), Some("proxy.corp"));
+        assert_eq!(uri.port_u16(), Some(3128));
+        let auth = auth
+            .expect("an authorization")
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let encoded = auth.strip_prefix("Basic ").expect("basic");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        assert_eq!(decoded, b"team:s3cret");
+
+        let without = Matcher::builder().https("http://proxy.corp:3128").build();
+        let (_, auth) = intercept(&without, "kv.vault.azure.net", 443).expect("proxied");
+        assert!(auth.is_none());
+    }
 }

@@ -385,15 +385,26 @@ async function refuseToken(v, token) {
   // https://management.azure.com/." (quoted in public write-ups of that error).
   if (claims.aud !== v.audience) return `AKV10022: Invalid audience. Expected ${v.audience}, found: ${claims.aud}.`;
   // Signature and lifetime: no recording shows the service's text (see the README there);
-  // modeled.
+  // modeled. A token whose signature was checked once is remembered until it expires (as
+  // a service caches validated tokens): a start with 200 objects sends the same token 200
+  // times, and the benchmarks measure akv-env, not 200 RSA verifications here.
+  const exp = verifiedTokens.get(token);
+  if (exp !== undefined && Date.now() / 1000 < exp) return null;
   try {
-    const jwks = jose.createLocalJWKSet({ keys: oauth.issuer.keys.toJSON(false) });
-    await jose.jwtVerify(token, jwks, { audience: v.audience });
+    jwks ??= jose.createLocalJWKSet({ keys: oauth.issuer.keys.toJSON(false) });
+    const { payload } = await jose.jwtVerify(token, jwks, { audience: v.audience });
+    if (verifiedTokens.size >= 10000) verifiedTokens.clear();
+    verifiedTokens.set(token, payload.exp ?? 0);
   } catch (e) {
     return `AKV10032: Invalid issuer or signature (${e.code ?? e.message}).`;
   }
   return null;
 }
+
+// The issuer's keys as a key set (made once: the keys do not change), and the tokens
+// already verified against it, each with its expiry (seconds since the epoch).
+let jwks;
+const verifiedTokens = new Map();
 
 async function vaultHandler(v, req, res) {
   const url = new URL(req.url, `https://${v.host}`);
