@@ -28,7 +28,7 @@ use futures::{Stream, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::timeout;
 
 use super::dial::{Dialer, Dialled};
@@ -42,6 +42,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// longest wait for any read of an answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the shared client keeps an idle connection (90 s, reqwest's default, which the
+/// SDK's own client has).
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// How akv-env's HTTP client is built. The binary always uses the default; only a program
 /// that links akv-env's library (its integration tests) can set the fields, and no
@@ -135,7 +139,13 @@ impl std::fmt::Debug for CappedHttp {
 
 impl CappedHttp {
     pub fn new(dialer: Arc<Dialer>, limit: usize) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build(Connector(dialer));
+        let client = Client::builder(TokioExecutor::new())
+            // An idle connection is closed after POOL_IDLE (the timer enforces it): the
+            // restart-on-change parent asks for a token once per interval and keeps
+            // nothing open in between.
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(Connector(dialer));
         CappedHttp { client, limit }
     }
 }

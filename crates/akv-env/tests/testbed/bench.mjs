@@ -14,7 +14,9 @@
 //     own start time), minus the same for /bin/date alone;
 //   - Key Vault requests, token requests, and TLS connections (vaults, token endpoint)
 //     per start, from the harness's counters;
-//   - peak RSS of akv-env (/usr/bin/time -f %M, with /bin/true as the application).
+//   - peak RSS of akv-env (/usr/bin/time -f %M) and its CPU time (user + system, from
+//     wait4's rusage), with /bin/true as the application: "start ms" read against what
+//     akv-env itself spent.
 // Prints medians with min–max. Env: AKV_TESTBED_* (scripts/testbed-keyvault env),
 // AKV_ENV_BIN, RUNS (default 10), CASES (e.g. "1,50x3"), DELAYS (e.g. "20,0").
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -77,6 +79,19 @@ function startDelayMs(cmd, args, env) {
 }
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const spread = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+
+/**
+ * CPU time (ms, user + system) of `cmd args` run to its end, from wait4's rusage (the
+ * scheduler's own sum, not 10 ms ticks as /usr/bin/time prints it). Not its peak RSS: the
+ * forked Python counts in that before the exec, so /usr/bin/time measures the RSS.
+ */
+const python3 = execFileSync('sh', ['-c', 'command -v python3'], { encoding: 'utf8' }).trim();
+function cpuTime(cmd, args, env) {
+  const py = 'import os,sys\npid=os.fork()\nif pid==0:\n  os.execvpe(sys.argv[1],sys.argv[1:],os.environ)\n_,st,ru=os.wait4(pid,0)\nif os.waitstatus_to_exitcode(st)!=0: sys.exit("the command failed: "+str(os.waitstatus_to_exitcode(st)))\nprint((ru.ru_utime+ru.ru_stime)*1000)';
+  const r = spawnSync(python3, ['-c', py, cmd, ...args], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} failed while its CPU time was measured: ${r.stderr}`);
+  return Number(r.stdout.trim().split('\n').pop());
+}
 const vaultRequests = (stats, name) => Object.values(stats.vaults[name] ?? {}).reduce((a, v) => a + v.total, 0);
 
 /** Per delay: where the token endpoint and each vault are reached (proxied or not). */
@@ -126,9 +141,11 @@ for (const delayMs of delays) {
       start.push(startDelayMs(bin, ['--', '/bin/date', '+%s%N'], env) - baselineMs);
     }
     const after = await control('/stats');
+    const cpu = [];
     for (let i = 0; i < runs; i++) {
       const r = spawnSync('/usr/bin/time', ['-f', '%M', bin, '--', '/bin/true'], { env, encoding: 'utf8' });
       rss.push(Number(r.stderr.trim().split('\n').pop()));
+      cpu.push(cpuTime(bin, ['--', '/bin/true'], env));
     }
     // The floors' own requests are taken out of the counts: per run 2 tokens (one
     // connection each), 1 + N GETs, 1 + (vaults) connections.
@@ -136,7 +153,7 @@ for (const delayMs of delays) {
     const conns = (used.reduce((a, v) => a + (after.connections[v.name] ?? 0) - (before.connections[v.name] ?? 0), 0) - runs * (1 + c.vaults)) / runs;
     const tokens = ((after.tokens[clientId] ?? 0) - (before.tokens[clientId] ?? 0) - 2 * runs) / runs;
     const tokenConns = ((after.tokenConnections ?? 0) - (before.tokenConnections ?? 0) - 2 * runs) / runs;
-    rows.push({ delayMs, ...c, floor, floorAll, start, ratio: median(start) / median(floor), ratioAll: median(start) / median(floorAll), kv, conns, tokens, tokenConns, rss });
+    rows.push({ delayMs, ...c, floor, floorAll, start, ratio: median(start) / median(floor), ratioAll: median(start) / median(floorAll), kv, conns, tokens, tokenConns, rss, cpu });
   }
   at.stop();
 }
@@ -144,10 +161,10 @@ for (const delayMs of delays) {
 const size = statSync(bin).size;
 console.log(`akv-env benchmark: ${bin}, ${size} bytes (${(size / 1048576).toFixed(2)} MiB)`);
 console.log(`${runs} runs per row; medians (min–max); requests and connections per start`);
-console.log('| round trip | objects | vaults | floor ms | floor for N ms | start ms | start ÷ floor | start ÷ floor for N | Key Vault req | token req | vault TLS conns | token TLS conns | peak RSS KiB |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| round trip | objects | vaults | floor ms | floor for N ms | start ms | start ÷ floor | start ÷ floor for N | Key Vault req | token req | vault TLS conns | token TLS conns | peak RSS KiB | CPU ms |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
-  console.log(`| ${r.delayMs} ms | ${r.objects} | ${r.vaults} | ${spread(r.floor)} | ${spread(r.floorAll)} | ${spread(r.start)} | ${r.ratio.toFixed(2)} | ${r.ratioAll.toFixed(2)} | ${r.kv.toFixed(1)} | ${r.tokens.toFixed(1)} | ${r.conns.toFixed(1)} | ${r.tokenConns.toFixed(1)} | ${median(r.rss)} (${Math.min(...r.rss)}–${Math.max(...r.rss)}) |`);
+  console.log(`| ${r.delayMs} ms | ${r.objects} | ${r.vaults} | ${spread(r.floor)} | ${spread(r.floorAll)} | ${spread(r.start)} | ${r.ratio.toFixed(2)} | ${r.ratioAll.toFixed(2)} | ${r.kv.toFixed(1)} | ${r.tokens.toFixed(1)} | ${r.conns.toFixed(1)} | ${r.tokenConns.toFixed(1)} | ${median(r.rss)} (${Math.min(...r.rss)}–${Math.max(...r.rss)}) | ${spread(r.cpu)} |`);
 }
 harness.stdin.end();
 process.exit(0);
