@@ -36,10 +36,22 @@ impl Dialled {
     /// The server chose HTTP/2 (ALPN `h2`).
     pub fn is_h2(&self) -> bool {
         match self {
-            Dialled::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+            Dialled::Tls(tls) => negotiated_h2(tls),
             Dialled::Plain(_) => false,
         }
     }
+
+    /// The TLS stream, if the server chose HTTP/2 on it.
+    pub fn into_h2(self) -> Option<Box<TlsStream<TcpStream>>> {
+        match self {
+            Dialled::Tls(tls) if negotiated_h2(&tls) => Some(tls),
+            _ => None,
+        }
+    }
+}
+
+fn negotiated_h2(tls: &TlsStream<TcpStream>) -> bool {
+    tls.get_ref().1.alpn_protocol() == Some(b"h2")
 }
 
 /// Opens connections; one per process, shared (see the module's text).
@@ -189,6 +201,14 @@ pub fn bracketed(host: &str) -> String {
     }
 }
 
+/// A URL's host as DNS, TLS and the resolver overrides name it: an IPv6 address without
+/// its brackets.
+pub fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +218,9 @@ mod tests {
         assert_eq!(bracketed("kv.vault.azure.net"), "kv.vault.azure.net");
         assert_eq!(bracketed("127.0.0.1"), "127.0.0.1");
         assert_eq!(bracketed("::1"), "[::1]");
+        for host in ["kv.vault.azure.net", "127.0.0.1", "::1"] {
+            assert_eq!(unbracketed(&bracketed(host)), host);
+        }
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::timeout;
 
-use super::dial::{Dialer, Dialled};
+use super::dial::{unbracketed, Dialer, Dialled};
 
 /// The largest response body akv-env reads, from Key Vault or from Entra ID. A Key Vault
 /// secret is at most 25 KiB (a certificate's PKCS#12 with its chain is stored as one);
@@ -187,11 +187,7 @@ impl tower_service::Service<http::Uri> for Connector {
         let dialer = self.0.clone();
         Box::pin(async move {
             let tls = uri.scheme_str() != Some("http");
-            let host = uri.host().unwrap_or_default();
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
+            let host = unbracketed(uri.host().unwrap_or_default());
             let dialled = dialer.dial(host, uri.port_u16(), tls).await?;
             Ok(Conn::new(dialled))
         })

@@ -29,7 +29,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::timeout;
 
-use super::dial::{Dialer, Dialled};
+use super::dial::{unbracketed, Dialer};
 use super::http::{from_hyper, read_timeout, to_hyper, READ_TIMEOUT};
 
 /// How requests reach the vault.
@@ -136,13 +136,12 @@ impl VaultHttp {
     /// The connection ([`Dialer::dial`], within its connect timeout), then HTTP/2 if the
     /// server chose it.
     async fn open(&self) -> azure_core::Result<Link> {
-        let tls = match self
+        let dialled = self
             .dialer
             .dial(&self.host, self.explicit_port, true)
-            .await?
-        {
-            Dialled::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => tls,
-            _ => return Ok(Link::Fallback),
+            .await?;
+        let Some(tls) = dialled.into_h2() else {
+            return Ok(Link::Fallback);
         };
         let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(tls))
@@ -196,11 +195,7 @@ impl HttpClient for VaultHttp {
 /// The URL's host as DNS, TLS and the resolver overrides name it (an IPv6 address
 /// without its brackets), and its port (443 unless given).
 fn origin(url: &Url) -> (String, u16) {
-    let host = url.host_str().unwrap_or_default();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = unbracketed(url.host_str().unwrap_or_default());
     (host.to_string(), url.port_or_known_default().unwrap_or(443))
 }
 
